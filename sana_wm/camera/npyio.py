@@ -1,0 +1,40 @@
+"""Read a user-supplied ``.npy`` array safely (no pickle) with one-line errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sana_wm.errors import InputError
+
+
+def load_npy(path: str | os.PathLike[str], name: str) -> np.ndarray:
+    """Load a real-valued ``.npy`` array as float64 for validation.
+
+    Args:
+        path: file path; it must end in ``.npy``.
+        name: the input's name in error messages, e.g. ``"--camera"``.
+
+    Raises:
+        InputError: missing or unreadable file, another format, a pickled/object array, or a
+            non-numeric dtype.
+    """
+    file = Path(path)
+    if file.suffix.lower() != ".npy":
+        raise InputError(f"{name}: expected a .npy file (numpy.save), got '{file}'")
+    if not file.is_file():
+        raise InputError(f"{name}: file not found: '{file}'")
+    try:
+        array = np.load(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        reason = " ".join(str(err).split())
+        raise InputError(f"{name}: cannot read '{file}' as a .npy array ({reason})") from None
+    if not isinstance(array, np.ndarray):
+        raise InputError(f"{name}: '{file}' is not a single .npy array")
+    if array.dtype == np.bool_ or not (
+        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+    ):
+        raise InputError(f"{name}: '{file}' holds dtype {array.dtype}; expected real numbers")
+    return array.astype(np.float64)
