@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from sana_wm.errors import InputError
 
 # Subcommand modules, in the order `sana-wm --help` lists them.
-_COMMANDS = ("trajectory",)
+_COMMANDS = ("demo", "trajectory", "overlay_demo")
 
 
 class _Parser(argparse.ArgumentParser):

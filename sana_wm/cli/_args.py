@@ -25,7 +25,7 @@ def add_camera_path_args(parser: argparse.ArgumentParser, *, required: bool) -> 
         dest="action_mapping",
         choices=sorted(MAPPINGS),
         default="v1",
-        help="key mapping of the action string: v1 (default; a/d strafe, j/l yaw) or v2 (a/d yaw, j/l strafe)",
+        help="action key mapping: v1 (default; a/d strafe, j/l yaw) or v2 (a/d yaw, j/l strafe)",
     )
     parser.add_argument(
         *flag("--translation_speed"), dest="translation_speed", type=float, help="metres per frame"

@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trajectory", help="action string or pose file -> (N+1,4,4) c2w .npy and a plot")
     add_camera_path_args(p, required=True)
     p.add_argument("--out", required=True, metavar="FILE.npy", help="where to write the float32 c2w array")
-    p.add_argument("--plot", metavar="FILE.png", help="also draw the path (top-down with frusta, height/angles)")
+    p.add_argument(
+        "--plot", metavar="FILE.png", help="also draw the path (top-down with frusta, height/angles)"
+    )
     p.set_defaults(func=run)
 
 

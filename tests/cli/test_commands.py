@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from sana_wm.camera import action_to_c2w
+from sana_wm.cli import main
+from sana_wm.utils.video_io import probe_video, read_sidecar, read_video
+
+
+def test_trajectory_writes_the_rollout_and_a_plot(tmp_path) -> None:
+    out, png = tmp_path / "c2w.npy", tmp_path / "c2w.png"
+    argv = ["trajectory", "--action", "w-80,jw-40,w-40,lw-60,w-100", "--translation-speed", "0.055"]
+    assert main([*argv, "--rotation_speed_deg", "1.2", "--out", str(out), "--plot", str(png)]) == 0
+    c2w = np.load(out)
+    assert c2w.dtype == np.float32 and c2w.shape == (321, 4, 4)
+    np.testing.assert_array_equal(c2w, action_to_c2w("w-80,jw-40,w-40,lw-60,w-100", translation_speed=0.055))
+    # 320 frames at 0.055 m per frame, all on the ground plane.
+    travelled = np.linalg.norm(np.diff(c2w[:, :3, 3], axis=0), axis=1).sum()
+    assert np.isclose(travelled, 320 * 0.055, rtol=1e-4)
+    assert np.abs(c2w[:, 1, 3]).max() == 0.0
+    assert Image.open(png).size == (1200, 600)
+
+
+def test_trajectory_v2_mapping_turns_with_d(tmp_path) -> None:
+    out = tmp_path / "c2w.npy"
+    assert main(["trajectory", "--action", "d-100", "--action-mapping", "v2", "--out", str(out)]) == 0
+    c2w = np.load(out)
+    yaw_deg = np.degrees(np.arctan2(c2w[-1, 0, 2], c2w[-1, 2, 2]))
+    assert np.isclose(yaw_deg, 100 * 0.6, atol=1e-3)  # snap to full speed on the first frame, no translation
+    assert np.abs(c2w[:, :3, 3]).max() == 0.0
+
+
+def test_trajectory_round_trips_a_camera_file(tmp_path) -> None:
+    src, out = tmp_path / "in.npy", tmp_path / "out.npy"
+    np.save(src, action_to_c2w("w-5,l-5,i-3").astype(np.float64))
+    assert main(["trajectory", "--camera", str(src), "--out", str(out)]) == 0
+    np.testing.assert_array_equal(np.load(out), np.load(src).astype(np.float32))
+
+
+def test_overlay_demo_writes_video_and_sidecar(tmp_path) -> None:
+    out = tmp_path / "v.mp4"
+    argv = ["--quiet", "overlay-demo", "--action", "w-10,a-10,l-10", "--num_frames", "23", "--fps", "12"]
+    assert main([*argv, "--height", "96", "--width", "160", "--out", str(out)]) == 0
+    # 23 is snapped to the nearest 8k+1 (ties up, capped by the 31-pose path): 25.
+    assert probe_video(out) == {"frames": 25, "height": 96, "width": 160, "fps": 12.0}
+    side = read_sidecar(out.with_suffix(".json"))
+    np.testing.assert_array_equal(side.c2w, action_to_c2w("w-10,a-10,l-10")[:25])
+    assert side.settings["action"] == "w-10,a-10,l-10" and side.settings["action_overlay"] is True
+    # The HUD sits bottom-left: with it, that corner differs from the same video without it; the top does not.
+    plain = tmp_path / "plain.mp4"
+    argv = [*argv, "--height", "96", "--width", "160", "--no_action_overlay", "--out", str(plain)]
+    assert main(argv) == 0
+    a, _ = read_video(out)
+    b, _ = read_video(plain)
+    corner = (slice(None), slice(48, 96), slice(0, 80))
+    assert np.abs(a[corner].astype(int) - b[corner]).mean() > 10
+    assert np.abs(a[:, :30].astype(int) - b[:, :30]).mean() < 2
+
+
+def test_demo_writes_all_outputs(tmp_path) -> None:
+    out = tmp_path / "demo"
+    assert (
+        main(["--quiet", "demo", "--num_frames", "9", "--height", "64", "--width", "96", "--out", str(out)])
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "overlay_demo.json",
+        "overlay_demo.mp4",
+        "trajectory.npy",
+        "trajectory.png",
+    ]
+    assert np.load(out / "trajectory.npy").shape == (321, 4, 4)
+    assert probe_video(out / "overlay_demo.mp4")["frames"] == 9
