@@ -1,0 +1,18 @@
+"""Stateless flow-matching sampling: convention (flow), sigma grids (schedules), solvers, guidance."""
+
+from sana_wm.samplers.guidance import cfg, cfg_model_fn
+from sana_wm.samplers.schedules import flow_sigmas, flow_timesteps, shift_sigmas
+from sana_wm.samplers.solvers import ModelFn, Progress, sample_euler, sample_heun, sample_ltx_euler
+
+__all__ = [
+    "ModelFn",
+    "Progress",
+    "cfg",
+    "cfg_model_fn",
+    "flow_sigmas",
+    "flow_timesteps",
+    "sample_euler",
+    "sample_heun",
+    "sample_ltx_euler",
+    "shift_sigmas",
+]
