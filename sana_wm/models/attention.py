@@ -1,0 +1,271 @@
+"""Attention modules: the dual-branch self-attention (frame-wise GDN or softmax) and the text cross-attention.
+
+Shape letters: ``B`` batch, ``T`` latent frames, ``S`` tokens per frame, ``M`` video tokens (``T·S``), ``D``
+model width, ``N`` heads, ``E`` head dim, ``L`` text tokens.
+
+Self-attention has a *main* branch and a *camera* branch over the same modulated input ``a``; their raw
+outputs are summed, gated and projected once: ``proj((main + out_proj_cam(cam)) · SiLU(output_gate(a)))`` with
+the gate in fp32. GDN blocks run both branches as frame-wise bidirectional Gated DeltaNet
+(``sana_wm.ops.gdn``), softmax blocks as full bidirectional SDPA. The camera branch sees the camera through
+UCPE transforms (``sana_wm.ops.ucpe``) of its queries/keys/values and the inverse transform of its output.
+
+Numerics matched to diffusers 0.42.1 (the oracle), with the official NVlabs behaviour where it differs:
+
+- Q/K RMSNorm runs over all ``D`` channels before the head split: variance in fp32, ``x·rsqrt(var+eps)``, cast
+  to the weight dtype if that is half precision, times the weight. eps 1e-5 (self-attention), 1e-6 (cross).
+- GDN: ReLU after the norm; keys scaled by ``κ = E^−½·S^−½`` (depends on the grid size); RoPE on the numerator
+  stream only; ``β = σ(beta_proj(a))`` per token; decay ``g = exp(−exp(A_log)·softplus(gate_proj(mean_S a) +
+  dt_bias))`` per frame in fp32; scans in fp32; denominator eps 1e-8.
+- Camera GDN: ``β_cam = β / max(1, mean_S(|K′|²/|K|²))`` with norms clamped at 1e-6; transformed Q/K/V are
+  first RMS-downscaled to their pre-transform envelope (diffusers does this; the official Triton path does
+  not).
+- Softmax main branch: RoPE on q/k, no ReLU, scale ``1/√E``. Softmax camera branch: no ReLU/κ, UCPE, RMS
+  downscale, scale ``1/√128`` for ``E = 112``: diffusers zero-pads the head to 128 for FlashAttention and
+  calls SDPA without a scale (one official commit passes ``1/√112`` explicitly instead).
+- diffusers runs both softmax attentions with bf16 q/k/v even when the model is fp32 (a FlashAttention
+  workaround); ``bf16_softmax=True`` reproduces that, the default keeps the activations' dtype.
+- Cross-attention: q/k RMSNorm over ``D``, no pre-norm, no gate; padded text tokens are excluded with a
+  boolean mask (diffusers; the official code adds −10000, identical unless every token is padding, which gives
+  NaN here).
+- UCPE geometry and transforms run in fp32 here (diffusers and the official code run them in the camera
+  tensor's dtype, bf16 at inference), so bf16 runs differ from theirs at bf16 rounding level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sana_wm.models.camera_embed import RayTransforms
+from sana_wm.ops import Backend
+from sana_wm.ops.gdn import cam_bidirectional, gdn_bidirectional
+from sana_wm.ops.rope import apply_rope
+from sana_wm.ops.short_conv import bidirectional_short_conv
+from sana_wm.ops.ucpe import rms_downscale, ucpe_transform
+
+GDN_EPS = 1e-8
+QK_NORM_EPS = 1e-5
+CROSS_NORM_EPS = 1e-6
+TRANSFORM_NORM_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class SelfAttnContext:
+    """Per-call inputs shared by every block's self-attention."""
+
+    grid: tuple[int, int, int]
+    rope_cos_MP: Tensor
+    rope_sin_MP: Tensor
+    rays: RayTransforms
+    backend: Backend
+    bf16_softmax: bool
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation over the last dim with a learned weight (diffusers 0.42.1 dtype behaviour)."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        normed = x * torch.rsqrt(x.float().square().mean(-1, keepdim=True) + self.eps)
+        if self.weight.dtype in (torch.float16, torch.bfloat16):
+            normed = normed.to(self.weight.dtype)
+        return normed * self.weight
+
+
+class ShortConv(nn.Module):
+    """Bidirectional depthwise short conv along frames; weight in fla's causal ``(C, 1, K)`` layout."""
+
+    def __init__(self, channels: int, taps: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(channels, 1, taps))
+
+    def forward(self, x_BMD: Tensor, num_frames: int, backend: Backend) -> Tensor:
+        x_BTSD = x_BMD.unflatten(1, (num_frames, -1))
+        return bidirectional_short_conv(x_BTSD, self.weight[:, 0], backend=backend).flatten(1, 2)
+
+
+def camera_softmax_scale(head_dim: int) -> float:
+    """Softmax scale of the camera branch: that of the head dim diffusers zero-pads to (112 → 128)."""
+    if head_dim in (32, 64, 128, 256) or head_dim >= 256:
+        return head_dim**-0.5
+    return (128 if head_dim <= 128 else 256) ** -0.5
+
+
+class DualBranchAttention(nn.Module):
+    """Parameters shared by the GDN and softmax variants (identical checkpoint layout, minus ``conv_k*``)."""
+
+    def __init__(self, dim: int, head_dim: int, short_conv_kernel: int | None) -> None:
+        super().__init__()
+        heads = dim // head_dim
+        self.heads, self.head_dim = heads, head_dim
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+        self.q_norm = RMSNorm(dim, QK_NORM_EPS)
+        self.k_norm = RMSNorm(dim, QK_NORM_EPS)
+        # Frame gates of the delta rule; softmax blocks carry them (unused) so one checkpoint layout fits all.
+        self.beta_proj = nn.Linear(dim, heads)
+        self.gate_proj = nn.Linear(dim, heads)
+        self.A_log = nn.Parameter(torch.zeros(heads))
+        self.dt_bias = nn.Parameter(torch.zeros(heads))
+        self.register_buffer("recall_gate", torch.zeros(1))
+        self.output_gate = nn.Linear(dim, dim)
+        if short_conv_kernel is not None:
+            self.conv_k = ShortConv(dim, short_conv_kernel)
+        self.q_proj_cam = nn.Linear(dim, dim)
+        self.k_proj_cam = nn.Linear(dim, dim)
+        self.v_proj_cam = nn.Linear(dim, dim)
+        self.out_proj_cam = nn.Linear(dim, dim)
+        self.q_norm_cam = RMSNorm(dim, QK_NORM_EPS)
+        self.k_norm_cam = RMSNorm(dim, QK_NORM_EPS)
+        if short_conv_kernel is not None:
+            self.conv_k_cam = ShortConv(dim, short_conv_kernel)
+
+    def _heads(self, x_BMD: Tensor) -> Tensor:
+        return x_BMD.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)  # (B, N, M, E)
+
+    @staticmethod
+    def _tokens(x_BNME: Tensor) -> Tensor:
+        return x_BNME.transpose(1, 2).flatten(2)  # (B, M, D)
+
+    def _combine(self, x_BMD: Tensor, main_BMD: Tensor, cam_BMD: Tensor) -> Tensor:
+        combined = main_BMD + self.out_proj_cam(cam_BMD)
+        gated = combined * F.silu(self.output_gate(x_BMD).float())
+        return self.proj(gated.to(x_BMD.dtype))
+
+
+def _to_ray_space(
+    q_BNME: Tensor, k_BNME: Tensor, v_BNME: Tensor, rays: RayTransforms, backend: Backend
+) -> tuple[Tensor, Tensor, Tensor]:
+    """UCPE-encode camera q (``Pᵀ``) and k/v (``P⁻¹``), each scaled down to its pre-transform RMS (fp32)."""
+    out = []
+    for x, matrix in ((q_BNME, rays.query_BM44), (k_BNME, rays.key_BM44), (v_BNME, rays.key_BM44)):
+        transformed = ucpe_transform(x, matrix, rays.cos_MQ, rays.sin_MQ, backend=backend)
+        out.append(rms_downscale(x, transformed, TRANSFORM_NORM_EPS))
+    return out[0], out[1], out[2]
+
+
+def _from_ray_space(o_BNME: Tensor, rays: RayTransforms, backend: Backend) -> Tensor:
+    return ucpe_transform(o_BNME, rays.out_BM44, rays.cos_MQ, rays.sin_MQ, conjugate=True, backend=backend)
+
+
+class GDNCameraAttention(DualBranchAttention):
+    """Dual-branch frame-wise bidirectional Gated DeltaNet (main with denominator, camera numerator-only)."""
+
+    def __init__(self, dim: int, head_dim: int, short_conv_kernel: int) -> None:
+        super().__init__(dim, head_dim, short_conv_kernel)
+
+    def _frame_decay(self, a_BMD: Tensor, num_frames: int) -> Tensor:
+        frame_mean_BTD = a_BMD.unflatten(1, (num_frames, -1)).mean(2)
+        gate_BTN = self.gate_proj(frame_mean_BTD).float()
+        rate_N = self.A_log.float().exp()
+        return torch.exp(-rate_N * F.softplus(gate_BTN + self.dt_bias.float())).transpose(1, 2)  # (B, N, T)
+
+    def forward(self, a_BMD: Tensor, ctx: SelfAttnContext) -> Tensor:
+        num_frames, height, width = ctx.grid
+        kappa = self.head_dim**-0.5 * (height * width) ** -0.5
+
+        def frames(x_BNME: Tensor) -> Tensor:
+            return x_BNME.unflatten(2, (num_frames, -1))  # (B, N, T, S, E)
+
+        beta_BNTS = torch.sigmoid(self.beta_proj(a_BMD)).unflatten(1, (num_frames, -1)).permute(0, 3, 1, 2)
+        decay_BNT = self._frame_decay(a_BMD, num_frames)
+
+        q, k, v = self.qkv(a_BMD).chunk(3, dim=-1)
+        k = self.conv_k(k, num_frames, ctx.backend)
+        q = self._heads(F.relu(self.q_norm(q)))
+        k = self._heads(F.relu(self.k_norm(k)) * kappa)
+        v = self._heads(v)
+        q_rot = apply_rope(q, ctx.rope_cos_MP, ctx.rope_sin_MP, backend=ctx.backend)
+        k_rot = apply_rope(k, ctx.rope_cos_MP, ctx.rope_sin_MP, backend=ctx.backend)
+        main = gdn_bidirectional(
+            frames(q),
+            frames(k),
+            frames(v),
+            frames(q_rot),
+            frames(k_rot),
+            beta_BNTS,
+            decay_BNT,
+            eps=GDN_EPS,
+            backend=ctx.backend,
+        )  # (B, N, T, S, E) fp32
+        main_BMD = self._tokens(main.flatten(2, 3).to(a_BMD.dtype))
+
+        q_cam = self._heads(F.relu(self.q_norm_cam(self.q_proj_cam(a_BMD))))
+        k_cam = self.conv_k_cam(self.k_proj_cam(a_BMD), num_frames, ctx.backend)
+        k_cam = self._heads(F.relu(self.k_norm_cam(k_cam)) * kappa)
+        v_cam = self._heads(self.v_proj_cam(a_BMD))
+        key_norm_BNM = torch.linalg.vector_norm(k_cam.float(), dim=-1).clamp_min(TRANSFORM_NORM_EPS)
+        q_ray, k_ray, v_ray = _to_ray_space(q_cam, k_cam, v_cam, ctx.rays, ctx.backend)
+        inflation_BNM = (
+            torch.linalg.vector_norm(k_ray, dim=-1).clamp_min(TRANSFORM_NORM_EPS) / key_norm_BNM
+        ) ** 2
+        frame_inflation_BNT = inflation_BNM.unflatten(2, (num_frames, -1)).mean(-1)
+        beta_cam_BNTS = beta_BNTS.float() / frame_inflation_BNT.clamp_min(1.0)[..., None]
+        cam = cam_bidirectional(
+            frames(q_ray), frames(k_ray), frames(v_ray), beta_cam_BNTS, decay_BNT, backend=ctx.backend
+        )  # (B, N, T, S, E) fp32
+        cam_BMD = self._tokens(_from_ray_space(cam.flatten(2, 3), ctx.rays, ctx.backend).to(a_BMD.dtype))
+        return self._combine(a_BMD, main_BMD, cam_BMD)
+
+
+class SoftmaxCameraAttention(DualBranchAttention):
+    """Dual-branch full bidirectional softmax attention (no short convs; GDN gates present but unused)."""
+
+    def __init__(self, dim: int, head_dim: int) -> None:
+        super().__init__(dim, head_dim, None)
+
+    def forward(self, a_BMD: Tensor, ctx: SelfAttnContext) -> Tensor:
+        sdpa_dtype = torch.bfloat16 if ctx.bf16_softmax else a_BMD.dtype
+
+        q, k, v = self.qkv(a_BMD).chunk(3, dim=-1)
+        q = apply_rope(self._heads(self.q_norm(q)), ctx.rope_cos_MP, ctx.rope_sin_MP, backend=ctx.backend)
+        k = apply_rope(self._heads(self.k_norm(k)), ctx.rope_cos_MP, ctx.rope_sin_MP, backend=ctx.backend)
+        v = self._heads(v)
+        main = F.scaled_dot_product_attention(q.to(sdpa_dtype), k.to(sdpa_dtype), v.to(sdpa_dtype))
+        main_BMD = self._tokens(main.to(a_BMD.dtype))
+
+        q_cam = self._heads(self.q_norm_cam(self.q_proj_cam(a_BMD)))
+        k_cam = self._heads(self.k_norm_cam(self.k_proj_cam(a_BMD)))
+        v_cam = self._heads(self.v_proj_cam(a_BMD))
+        q_ray, k_ray, v_ray = _to_ray_space(q_cam, k_cam, v_cam, ctx.rays, ctx.backend)
+        cam = F.scaled_dot_product_attention(
+            q_ray.to(sdpa_dtype),
+            k_ray.to(sdpa_dtype),
+            v_ray.to(sdpa_dtype),
+            scale=camera_softmax_scale(self.head_dim),
+        )
+        cam_BMD = self._tokens(_from_ray_space(cam, ctx.rays, ctx.backend).to(a_BMD.dtype))
+        return self._combine(a_BMD, main_BMD, cam_BMD)
+
+
+class CrossAttention(nn.Module):
+    """Cross-attention from video tokens to text tokens (q/k RMSNorm over ``D``, boolean key mask)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q_linear = nn.Linear(dim, dim)
+        self.kv_linear = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.q_norm = RMSNorm(dim, CROSS_NORM_EPS)
+        self.k_norm = RMSNorm(dim, CROSS_NORM_EPS)
+
+    def forward(self, x_BMD: Tensor, text_BLD: Tensor, keep_BL: Tensor) -> Tensor:
+        dim = x_BMD.shape[-1]
+
+        def split(t: Tensor) -> Tensor:
+            return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, N, M or L, E)
+
+        q = split(self.q_norm(self.q_linear(x_BMD)))
+        k, v = self.kv_linear(text_BLD).unflatten(-1, (2, dim)).unbind(-2)
+        out = F.scaled_dot_product_attention(
+            q, split(self.k_norm(k)), split(v), attn_mask=keep_BL[:, None, None, :]
+        )
+        return self.proj(out.transpose(1, 2).flatten(2).to(x_BMD.dtype))

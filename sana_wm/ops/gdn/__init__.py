@@ -1,0 +1,92 @@
+"""Frame-wise bidirectional Gated DeltaNet scans (main branch with denominator, camera branch numerator-only).
+
+Shape letters: ``B`` batch, ``N`` heads, ``T`` latent frames, ``S`` tokens per frame, ``E`` key/query head
+dim, ``V`` value head dim. Inputs are ``(B, N, T, S, E)`` (values ``(B, N, T, S, V)``), ``beta`` is per token
+``(B, N, T, S)``, ``decay`` per frame ``(B, N, T)``. All scans compute in fp32 and return fp32.
+
+Main branch: the numerator stream uses RoPE-rotated queries/keys (``q_rot``, ``k_rot``), the denominator
+stream the unrotated ones. Output ``(num_fwd + num_bwd) / (den_fwd + den_bwd + eps)``, where the forward
+direction is inclusive (frame ``t`` sees frames ``0 … t``) and the backward one exclusive (frames
+``t+1 … T−1``), and both directions are summed *before* the single division. Camera branch: numerator only,
+no RoPE split.
+
+The forward-direction scans take an initial state and return the final one, so a clip can be scanned in
+chunks (streaming); the bidirectional functions are whole-clip only.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from sana_wm.ops import Backend, check_backend
+from sana_wm.ops.gdn import reference, torch_scan
+from sana_wm.ops.gdn.types import GDNState
+
+__all__ = ["GDNState", "cam_bidirectional", "cam_forward_scan", "gdn_bidirectional", "gdn_forward_scan"]
+
+
+def gdn_bidirectional(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_rot: Tensor,
+    k_rot: Tensor,
+    beta: Tensor,
+    decay: Tensor,
+    *,
+    eps: float,
+    backend: Backend = "torch",
+) -> Tensor:
+    """Bidirectional main-branch GDN; returns ``(B, N, T, S, V)`` fp32."""
+    check_backend(backend)
+    impl = reference if backend == "reference" else torch_scan
+    return impl.gdn_bidirectional(q, k, v, q_rot, k_rot, beta, decay, eps)
+
+
+def gdn_forward_scan(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_rot: Tensor,
+    k_rot: Tensor,
+    beta: Tensor,
+    decay: Tensor,
+    *,
+    initial_state: GDNState | None = None,
+    backend: Backend = "torch",
+) -> tuple[Tensor, Tensor, GDNState]:
+    """Forward (inclusive) main-branch scan from ``initial_state`` (zeros if None).
+
+    Returns ``num (B, N, T, S, V)``, ``den (B, N, T, S)`` and the state after the last frame.
+    """
+    check_backend(backend)
+    impl = reference if backend == "reference" else torch_scan
+    return impl.gdn_forward_scan(q, k, v, q_rot, k_rot, beta, decay, initial_state)
+
+
+def cam_bidirectional(
+    q: Tensor, k: Tensor, v: Tensor, beta: Tensor, decay: Tensor, *, backend: Backend = "torch"
+) -> Tensor:
+    """Bidirectional numerator-only camera-branch delta rule; returns ``(B, N, T, S, V)`` fp32."""
+    check_backend(backend)
+    impl = reference if backend == "reference" else torch_scan
+    return impl.cam_bidirectional(q, k, v, beta, decay)
+
+
+def cam_forward_scan(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    beta: Tensor,
+    decay: Tensor,
+    *,
+    initial_state: Tensor | None = None,
+    backend: Backend = "torch",
+) -> tuple[Tensor, Tensor]:
+    """Forward (inclusive) camera scan from ``initial_state`` ``(B, N, V, E)`` (zeros if None).
+
+    Returns the read-out ``(B, N, T, S, V)`` and the state after the last frame.
+    """
+    check_backend(backend)
+    impl = reference if backend == "reference" else torch_scan
+    return impl.cam_forward_scan(q, k, v, beta, decay, initial_state)

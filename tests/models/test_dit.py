@@ -1,0 +1,105 @@
+"""Training readiness of the transformer: gradient checkpointing, meta-device init, bf16, input errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from parity_helpers import perturb_all_parameters, random_inputs
+
+from sana_wm.errors import InputError
+from sana_wm.models import SanaWMTransformer, tiny
+from sana_wm.models.dit import OUTPUT_GATE_INIT_BIAS
+
+
+def _perturbed_tiny(seed: int = 0) -> SanaWMTransformer:
+    torch.manual_seed(seed)
+    model = SanaWMTransformer(tiny())
+    perturb_all_parameters(model, seed)
+    return model
+
+
+def test_gradient_checkpointing_gives_identical_gradients() -> None:
+    model = _perturbed_tiny()
+    inputs = random_inputs(0, 1, 3, 2, 3)
+    grads = []
+    for checkpointing in (False, True):
+        model.zero_grad()
+        model.gradient_checkpointing = checkpointing
+        out = model(**inputs)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    # Never used: raymap_embedder (2 tensors), the GDN gates of the softmax block (6 tensors).
+    assert len(grads[0]) == sum(1 for _ in model.parameters()) - 2 - 6
+    for name, grad in grads[0].items():
+        assert torch.equal(grad, grads[1][name]), name
+
+
+def test_meta_construction_then_init_is_deterministic() -> None:
+    states = []
+    for _ in range(2):
+        with torch.device("meta"):
+            model = SanaWMTransformer(tiny())
+        assert all(p.is_meta for p in model.parameters())
+        model.to_empty(device="cpu")
+        torch.manual_seed(123)
+        model.init_weights()
+        states.append(model.state_dict())
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
+
+
+def test_official_init_values() -> None:
+    torch.manual_seed(0)
+    model = SanaWMTransformer(tiny())
+    attn = model.blocks[0].attn
+    assert torch.all(attn.out_proj_cam.weight == 0) and torch.all(attn.output_gate.weight == 0)
+    assert torch.nn.functional.silu(torch.tensor(OUTPUT_GATE_INIT_BIAS)).item() == pytest.approx(
+        1.0, abs=1e-7
+    )
+    assert torch.equal(attn.k_proj_cam.weight, attn.qkv.weight[224:448])
+    assert attn.conv_k.weight[:, 0].tolist() == [[0.0, 0.0, 0.0, 1.0]] * 224
+    assert torch.all(model.plucker_embedder.proj.weight == 0)
+    assert model.attention_y_norm.weight[0].item() == pytest.approx(0.01)
+
+
+def test_camera_path_is_silent_at_init() -> None:
+    """Zero ``out_proj_cam`` and Plücker embedder: at init the output does not depend on the camera inputs."""
+    torch.manual_seed(0)
+    model = SanaWMTransformer(tiny())
+    a, b = random_inputs(0, 1, 3, 2, 3), random_inputs(1, 1, 3, 2, 3)
+    with torch.no_grad():
+        out_a = model(**a)
+        out_b = model(
+            **{**a, "camera_conditions": b["camera_conditions"], "chunk_plucker": b["chunk_plucker"]}
+        )
+    assert torch.equal(out_a, out_b)
+    assert out_a.abs().max() > 0
+
+
+def test_bf16_forward_tracks_fp32() -> None:
+    model = _perturbed_tiny()
+    inputs = random_inputs(2, 1, 3, 2, 3)
+    with torch.no_grad():
+        ref = model(**inputs)
+        got = model.to(torch.bfloat16)(**inputs)
+    assert got.dtype == torch.bfloat16
+    rel = (got.float() - ref).norm() / ref.norm()
+    assert rel < 3e-2
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "message"),
+    [
+        ("latents", torch.zeros(1, 15, 3, 2, 3), "latents: expected"),
+        ("timestep", torch.zeros(1, 3), "timestep: expected shape"),
+        ("text", torch.zeros(1, 1, 12, 64), "text: expected"),
+        ("camera_conditions", torch.zeros(1, 3, 16), "camera_conditions: expected shape"),
+        ("chunk_plucker", torch.zeros(1, 48, 2, 2, 3), "chunk_plucker: expected shape"),
+    ],
+)
+def test_bad_input_shapes_name_the_input(name: str, bad: torch.Tensor, message: str) -> None:
+    torch.manual_seed(0)
+    model = SanaWMTransformer(tiny())
+    with pytest.raises(InputError, match=message):
+        model(**{**random_inputs(0, 1, 3, 2, 3), name: bad})
