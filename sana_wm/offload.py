@@ -1,0 +1,66 @@
+"""Keeping the large components off the GPU while they are not in use.
+
+Modes (``--offload``):
+
+- ``"none"``: every component lives on the compute device.
+- ``"model"``: components live on the CPU; each is moved to the GPU whole for its stage only (text encoder,
+  then VAE encoder, then transformer, then VAE decoder), so the peak is the largest component plus its
+  activations.
+- ``"group"``: like ``"model"`` for the text encoder and VAE; the transformer stays on the CPU and its blocks
+  are streamed to the GPU one at a time, the next block's copy overlapping the current block's compute
+  (diffusers' ``apply_group_offloading``, block level, on a CUDA side stream). The peak is then about one
+  block of weights plus activations, at the cost of a host-to-device copy of all weights every model call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+from torch import nn
+
+from sana_wm.errors import InputError
+
+OffloadMode = Literal["none", "model", "group"]
+OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "group")
+
+
+def check_offload(mode: str) -> None:
+    if mode not in OFFLOAD_MODES:
+        raise InputError(f"--offload: {mode!r} is not one of {', '.join(OFFLOAD_MODES)}")
+
+
+@contextlib.contextmanager
+def on_device(module: nn.Module, device: torch.device, *, offload: bool) -> Iterator[None]:
+    """Run the block with ``module`` on ``device``; with ``offload`` move it to the CPU again afterwards."""
+    if offload:
+        module.to(device)
+    try:
+        yield
+    finally:
+        if offload:
+            module.to("cpu")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+def enable_block_streaming(model: nn.Module, device: torch.device) -> None:
+    """Stream ``model``'s ``nn.ModuleList`` / ``nn.Sequential`` children to ``device`` one block at a time.
+
+    The model must be on the CPU; its remaining small modules (embedders, final layer) are moved to ``device``
+    at the start of each call. After this the model must not be moved with ``.to()``.
+    """
+    # diffusers is otherwise only imported by sana_wm.vae; its offloading hooks work on any nn.Module.
+    from diffusers.hooks import apply_group_offloading
+
+    apply_group_offloading(
+        model,
+        onload_device=device,
+        offload_device=torch.device("cpu"),
+        offload_type="block_level",
+        num_blocks_per_group=1,
+        non_blocking=device.type == "cuda",
+        use_stream=device.type == "cuda",
+    )

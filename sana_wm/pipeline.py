@@ -1,0 +1,558 @@
+"""First image + prompt + camera path -> video: the stage-1 SANA-WM generation pipeline (no file I/O).
+
+:meth:`Pipeline.__call__` runs, in order:
+
+1. trajectory: the action string rolled out (``sana_wm.camera.action_to_c2w``) or the given ``c2w``; the frame
+   count is ``min(num_frames, poses)`` snapped to ``8k + 1`` (``align_num_frames``);
+2. first frame: aspect-preserving LANCZOS resize + centre crop to ``height`` x ``width`` (704 x 1280);
+3. intrinsics, given in pixels of the ORIGINAL image (or estimated from it: EXIF, Pi3X, 60 deg default), gated
+   to a 25-120 deg field of view, then mapped through the same resize + crop;
+4. the DiT's camera tensors (``prepare_camera``): poses relative to frame 0 plus Plücker ray windows;
+5. text: Gemma-2 features for ``[negative, positive]`` (classifier-free guidance) or the positive alone
+   when ``cfg_scale == 1``;
+6. the first frame VAE-encoded to latent frame 0;
+7. noise ``N(0, I)`` of shape ``(1, C, T, h, w)`` drawn on the CPU by ``torch.Generator().manual_seed(seed)``
+   in the model dtype (a seed gives the same noise on any device), frame 0 replaced by the image latent;
+8. the flow sampler (default per-frame-timestep Euler, frame 0 held clean) with guidance;
+9. VAE decoding to uint8 frames, lazily: :class:`DecodedFrames` decodes one temporal tile at a time while it
+   is iterated, so a minute of 704 x 1280 video is never held as float pixels.
+
+Given the same components and a CPU generator, steps 1-8 reproduce diffusers' ``SanaWMPipeline`` (0.42.1): in
+float32 the final latents agree to ~5e-6 (tests/pipeline), once diffusers' habit of running its softmax
+attention in bf16 even for float32 models is switched off. Two deliberate differences: guidance is skipped
+only for ``cfg_scale == 1`` (diffusers skips it for any scale <= 1), and intrinsics may be omitted. The
+stage-2 refiner is not part of this pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from sana_wm.camera import (
+    action_to_c2w,
+    align_num_frames,
+    check_fov,
+    estimate_intrinsics,
+    fit_intrinsics,
+    latent_frames,
+    prepare_camera,
+    transform_intrinsics_for_crop,
+    validate_c2w,
+)
+from sana_wm.errors import InputError
+from sana_wm.models import SanaWMConfig, SanaWMTransformer
+from sana_wm.offload import OffloadMode, check_offload, enable_block_streaming, on_device
+from sana_wm.ops import Backend, check_backend
+from sana_wm.samplers import cfg_model_fn, flow_sigmas, sample_euler, sample_heun, sample_ltx_euler
+from sana_wm.utils.image import MODEL_HEIGHT, MODEL_WIDTH, resize_and_center_crop
+
+if TYPE_CHECKING:
+    from sana_wm.text_encoder import TextEncoder
+    from sana_wm.vae import VideoVAE
+    from sana_wm.weights import WeightPaths
+
+log = logging.getLogger(__name__)
+
+SAMPLERS = {"ltx_euler": sample_ltx_euler, "euler": sample_euler, "heun": sample_heun}
+Sampler = Literal["ltx_euler", "euler", "heun"]
+DEFAULT_FLOW_SHIFT = 9.8
+DTYPES = {
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+}
+
+
+class DecodedFrames:
+    """The video as RGB uint8 frames ``(H, W, 3)``, decoded lazily from the latents each time it is iterated.
+
+    Iterating decodes one VAE temporal tile at a time and yields its frames; the time spent decoding (not the
+    consumer's time) is stored in ``timings["decode"]`` when the iteration completes (and, on CUDA, the peak
+    GPU memory since the iteration began in ``memory["decode"]``). :meth:`numpy` stacks the
+    whole video into one ``(F, H, W, 3)`` array.
+    """
+
+    def __init__(
+        self,
+        decode: Callable[[], Iterator[np.ndarray]],
+        num_frames: int,
+        *,
+        device: torch.device,
+        timings: dict[str, float],
+        memory: dict[str, float],
+        progress: bool,
+    ) -> None:
+        self._decode = decode
+        self._num_frames = num_frames
+        self._device = device
+        self._timings = timings
+        self._memory = memory
+        self._progress = progress
+
+    def __len__(self) -> int:
+        return self._num_frames
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        bar = tqdm(
+            total=self._num_frames, desc="decode", unit="frame", disable=not self._progress, leave=False
+        )
+        cuda = self._device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self._device)
+        spent = 0.0
+        frames = self._decode()
+        try:
+            while True:
+                start = time.perf_counter()
+                try:
+                    frame_HW3 = next(frames)
+                except StopIteration:
+                    break
+                finally:
+                    spent += time.perf_counter() - start
+                bar.update(1)
+                yield frame_HW3
+            self._timings["decode"] = spent
+            if cuda:
+                self._memory["decode"] = torch.cuda.max_memory_allocated(self._device) / 2**30
+        finally:
+            bar.close()
+            frames.close()
+
+    def numpy(self) -> np.ndarray:
+        """All frames as one uint8 array ``(F, H, W, 3)``."""
+        return np.stack(list(self))
+
+
+@dataclass
+class GenerationOutput:
+    """Result of one generation.
+
+    Attributes:
+        frames: the video, ``num_frames`` RGB uint8 frames of ``height`` x ``width``, decoded on iteration.
+        c2w: ``(F, 4, 4)`` float32 camera-to-world poses of the frames (OpenCV axes, metres, as given: not
+            relative to frame 0).
+        intrinsics: ``(F, 4)`` float32 ``[fx, fy, cx, cy]`` in pixels of the generated frames.
+        intrinsics_source: ``"given"``, or how they were estimated: ``"exif"``, ``"pi3x"``, ``"default"``.
+        latents: stage-1 latents ``(1, C, T, h, w)`` on the CPU in the model dtype (frame 0 = the image).
+        num_frames: F, of the form ``8k + 1``.
+        timings: seconds per stage (``text_encode``, ``vae_encode``, ``sampling``, ``sampling_per_step``;
+            ``decode`` once ``frames`` has been iterated).
+        peak_memory_gib: on CUDA, the peak allocated GPU memory of each stage in GiB (same keys; the counter
+            is reset at the start of each stage); empty on the CPU.
+    """
+
+    frames: DecodedFrames
+    c2w: np.ndarray
+    intrinsics: np.ndarray
+    intrinsics_source: str
+    latents: torch.Tensor
+    num_frames: int
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_memory_gib: dict[str, float] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Stage-1 SANA-WM: a transformer, a Gemma-2 text encoder and the LTX-2 VAE on one device.
+
+    Args:
+        transformer: the DiT; its parameter dtype is the compute dtype of the whole generation.
+        text_encoder: Gemma-2 wrapper; its hidden size must equal the transformer's ``caption_channels``.
+        vae: LTX-2 VAE wrapper; its latent channels must equal the transformer's ``in_channels``.
+        device: compute device (default: the transformer's).
+        offload: ``"none"``, ``"model"`` or ``"group"`` (see :mod:`sana_wm.offload`); ignored on the CPU.
+        backend: implementation of the transformer's ops (see ``sana_wm.ops``).
+    """
+
+    def __init__(
+        self,
+        transformer: SanaWMTransformer,
+        text_encoder: TextEncoder,
+        vae: VideoVAE,
+        *,
+        device: str | torch.device | None = None,
+        offload: OffloadMode = "none",
+        backend: Backend = "torch",
+    ) -> None:
+        check_offload(offload)
+        check_backend(backend)
+        self.device = torch.device(device) if device is not None else _param(transformer).device
+        if offload != "none" and self.device.type == "cpu":
+            log.warning("--offload %s: ignored, the computation runs on the CPU", offload)
+            offload = "none"
+        self.transformer = transformer.eval()
+        self.text_encoder = text_encoder
+        self.vae = vae
+        self.offload: OffloadMode = offload
+        self.backend: Backend = backend
+        self.dtype = _param(transformer).dtype
+        self.weights: WeightPaths | None = None  # where load_pipeline found the weights
+        home = self.device if offload == "none" else torch.device("cpu")
+        for module in (transformer, text_encoder.model, vae.vae):
+            module.to(home)
+        if offload == "group":
+            enable_block_streaming(transformer, self.device)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: Image.Image | np.ndarray,
+        prompt: str,
+        *,
+        action: str | None = None,
+        c2w: np.ndarray | None = None,
+        intrinsics: np.ndarray | None = None,
+        num_frames: int = 161,
+        action_mapping: str = "v1",
+        translation_speed: float | None = None,
+        rotation_speed_deg: float | None = None,
+        pitch_limit_deg: float | None = None,
+        seed: int = 42,
+        steps: int = 60,
+        cfg_scale: float = 5.0,
+        flow_shift: float = DEFAULT_FLOW_SHIFT,
+        negative_prompt: str = "",
+        sampler: Sampler = "ltx_euler",
+        height: int = MODEL_HEIGHT,
+        width: int = MODEL_WIDTH,
+        progress: bool = True,
+    ) -> GenerationOutput:
+        """Generate a video that starts at ``image``, follows the camera path and matches ``prompt``.
+
+        Args:
+            image: first frame, RGB (PIL image or uint8 ``(H, W, 3)`` array), any size.
+            prompt: text prompt.
+            action: WASD/IJKL action string (``"w-80,jw-40"``), rolled out with ``action_mapping`` and the
+                speed settings; exactly one of ``action`` and ``c2w``.
+            c2w: ``(N, 4, 4)`` camera-to-world poses, OpenCV axes, metres.
+            intrinsics: ``[fx, fy, cx, cy]`` or 3x3 K, or one per frame ``(N, 4)`` / ``(N, 3, 3)``, in pixels
+                of ``image`` as given (before the crop); None estimates them from the image.
+            num_frames: frames to generate at most; the result is ``min(num_frames, poses)`` snapped to 8k+1.
+            seed: noise seed (CPU generator).
+            steps: sampling steps.
+            cfg_scale: guidance scale; 1 means no guidance (one model call per step instead of a pair).
+            flow_shift: timestep shift of the sigma grid.
+            negative_prompt: the prompt guidance steers away from.
+            sampler: ``"ltx_euler"`` (official), ``"euler"`` or ``"heun"``.
+            height, width: output size, multiples of 32 (the released model knows 704 x 1280 only).
+            progress: tqdm bars on stderr for text encoding, each sampling step and decoding.
+        """
+        check_settings(
+            steps=steps,
+            cfg_scale=cfg_scale,
+            flow_shift=flow_shift,
+            sampler=sampler,
+            height=height,
+            width=width,
+            num_frames=num_frames,
+        )
+        if not isinstance(prompt, str) or not isinstance(negative_prompt, str):
+            raise InputError("--prompt: the prompt and the negative prompt must be strings")
+        image = _as_image(image)
+        timings: dict[str, float] = {}
+        memory: dict[str, float] = {}
+        stage = functools.partial(_stage, device=self.device, timings=timings, memory=memory)
+
+        with stage("prepare"):
+            c2w_F44 = _trajectory(
+                action, c2w, action_mapping, translation_speed, rotation_speed_deg, pitch_limit_deg
+            )
+            num_frames = align_num_frames(num_frames, len(c2w_F44))
+            c2w_F44 = c2w_F44[:num_frames]
+            cropped, crop = resize_and_center_crop(image, height, width)
+            source_F4, source = _source_intrinsics(image, intrinsics, num_frames)
+            intrinsics_F4 = transform_intrinsics_for_crop(source_F4, crop).astype(np.float32)
+            camera_T20, plucker_CThw = prepare_camera(c2w_F44, intrinsics_F4, height, width, self._stride)
+
+        guided = cfg_scale != 1.0
+        with stage("text_encode"):
+            text_BLD, text_mask_BL = self._encode_text(prompt, negative_prompt, guided, progress)
+        with stage("vae_encode"):
+            first_latent = self._encode_first_frame(cropped)
+
+        noise = self._initial_latents(first_latent, num_frames, height, width, seed)
+        batch = 2 if guided else 1
+        camera_B_T20 = camera_T20.to(self.device, self.dtype)[None].repeat(batch, 1, 1)
+        plucker_B_CThw = plucker_CThw.to(self.device, self.dtype)[None].repeat(batch, 1, 1, 1, 1)
+
+        def model_fn(x: torch.Tensor, timestep_B1T: torch.Tensor) -> torch.Tensor:
+            return self.transformer(
+                x, timestep_B1T, text_BLD, text_mask_BL, camera_B_T20, plucker_B_CThw, backend=self.backend
+            )
+
+        cond_mask_T = torch.zeros(noise.shape[2])
+        cond_mask_T[0] = 1.0  # latent frame 0 is the clean image
+        bar = functools.partial(tqdm, desc="denoise", unit="step", disable=not progress)
+        with stage("sampling"), self._using(self.transformer, streamed=self.offload == "group"):
+            latents = SAMPLERS[sampler](
+                cfg_model_fn(model_fn, cfg_scale) if guided else model_fn,
+                noise,
+                flow_sigmas(steps, flow_shift),
+                cond_mask_T=cond_mask_T,
+                progress=bar,
+            )
+        timings["sampling_per_step"] = timings["sampling"] / steps
+
+        def decode() -> Iterator[np.ndarray]:
+            with self._using(self.vae.vae):
+                yield from self.vae.decode_frames_uint8(latents)
+
+        frames = DecodedFrames(
+            decode, num_frames, device=self.device, timings=timings, memory=memory, progress=progress
+        )
+        return GenerationOutput(
+            frames=frames,
+            c2w=c2w_F44,
+            intrinsics=intrinsics_F4,
+            intrinsics_source=source,
+            latents=latents.to("cpu"),
+            num_frames=num_frames,
+            timings=timings,
+            peak_memory_gib=memory,
+        )
+
+    @property
+    def _stride(self) -> tuple[int, int, int]:
+        """VAE compression (time, height, width): (8, 32, 32) for LTX-2."""
+        spatial = self.vae.vae.spatial_compression_ratio
+        return (self.vae.vae.temporal_compression_ratio, spatial, spatial)
+
+    def _encode_text(
+        self, prompt: str, negative_prompt: str, guided: bool, progress: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text features ``(B, L, D)`` and mask ``(B, L)`` on the compute device: ``[negative, positive]``."""
+        bar = tqdm(total=1, desc="text encoder", disable=not progress, leave=False)
+        with self._using(self.text_encoder.model):
+            if guided:
+                text_BLD, text_mask_BL = self.text_encoder.encode_for_cfg(prompt, negative_prompt)
+            else:
+                text_BLD, text_mask_BL = self.text_encoder.encode([prompt], use_chi_prompt=True)
+        bar.update(1)
+        bar.close()
+        caption = self.transformer.config.caption_channels
+        if text_BLD.shape[-1] != caption:
+            width = text_BLD.shape[-1]
+            raise InputError(
+                f"--text_encoder_path: text features are {width} wide, the transformer takes {caption}"
+            )
+        return text_BLD.to(self.device, self.dtype), text_mask_BL.to(self.device)
+
+    def _encode_first_frame(self, cropped: Image.Image) -> torch.Tensor:
+        """Normalised latent ``(1, C, 1, h, w)`` of the cropped first frame, model dtype, compute device."""
+        with self._using(self.vae.vae):
+            first_latent = self.vae.encode_image(_pixels(cropped))
+        channels = self.transformer.config.in_channels
+        if first_latent.shape[1] != channels:
+            raise InputError(
+                f"--vae_path: the VAE has {first_latent.shape[1]} latent channels, the transformer {channels}"
+            )
+        return first_latent.to(self.device, self.dtype)
+
+    def _initial_latents(
+        self, first_latent: torch.Tensor, num_frames: int, height: int, width: int, seed: int
+    ) -> torch.Tensor:
+        """Noise ``(1, C, T, h, w)`` from a seeded CPU generator in the model dtype; frame 0 = the image."""
+        stride_t, stride_h, stride_w = self._stride
+        shape = (
+            1,
+            first_latent.shape[1],
+            latent_frames(num_frames, stride_t),
+            height // stride_h,
+            width // stride_w,
+        )
+        generator = torch.Generator("cpu").manual_seed(int(seed))
+        noise = torch.randn(shape, generator=generator, dtype=self.dtype).to(self.device)
+        noise[:, :, :1] = first_latent
+        return noise
+
+    def _using(self, module: torch.nn.Module, *, streamed: bool = False) -> contextlib.AbstractContextManager:
+        """The component on the compute device for a stage (moved there and back when offloading)."""
+        return on_device(module, self.device, offload=self.offload != "none" and not streamed)
+
+
+def load_pipeline(
+    model_path: str | os.PathLike[str] | None = None,
+    *,
+    config: SanaWMConfig | str | os.PathLike[str] | None = None,
+    vae_path: str | os.PathLike[str] | None = None,
+    text_encoder_path: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    offload: OffloadMode = "none",
+    local_files_only: bool | None = None,
+    backend: Backend = "torch",
+) -> Pipeline:
+    """Load the three components (None = the official release, see :mod:`sana_wm.weights`) into a Pipeline.
+
+    Args:
+        model_path: transformer checkpoint: official ``.safetensors``, our own file, a diffusers folder, or an
+            ``hf://`` URI of one of those.
+        config: the transformer's architecture when the checkpoint does not carry it: a
+            :class:`SanaWMConfig`, a preset name (``"sana_wm_1600m_720p"``, ``"tiny"``), or an official
+            ``config.yaml`` (path or URI).
+        vae_path: diffusers ``AutoencoderKLLTX2Video`` folder (or a repository root with ``vae/``) or URI.
+        text_encoder_path: transformers folder with Gemma-2 weights and tokenizer, or URI.
+        device: default CUDA when available, else CPU.
+        dtype: default bfloat16 on CUDA (the release's precision), float32 on the CPU.
+        offload: see :mod:`sana_wm.offload`.
+        local_files_only: never download (None follows ``HF_HUB_OFFLINE``).
+
+    Raises:
+        sana_wm.weights.MissingWeightsError: weights neither local nor cached nor downloadable.
+        InputError: unreadable, corrupt or mismatched weights (one line).
+    """
+    from sana_wm.weights import load_transformer_weights, model_config, resolve_weights
+
+    check_offload(offload)
+    check_backend(backend)
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    paths = resolve_weights(
+        model_path,
+        config=None if isinstance(config, SanaWMConfig) else config,
+        vae_path=vae_path,
+        text_encoder_path=text_encoder_path,
+        local_files_only=local_files_only,
+    )
+    # transformers and diffusers take seconds to import: only once the weights are known to exist.
+    from sana_wm.text_encoder import TextEncoder
+    from sana_wm.vae import VideoVAE
+
+    home = device if offload == "none" else torch.device("cpu")
+    transformer = load_transformer_weights(paths.model, model_config(config, paths.config), home, dtype)
+    text_encoder = TextEncoder.from_pretrained(
+        paths.text_encoder, dtype=dtype, device=home, local_files_only=True
+    )
+    vae = VideoVAE.from_pretrained(paths.vae, dtype=dtype, device=home, local_files_only=True, subfolder=None)
+    pipeline = Pipeline(transformer, text_encoder, vae, device=device, offload=offload, backend=backend)
+    pipeline.weights = paths
+    return pipeline
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` -> CUDA when available, else the CPU; an unavailable device is an :class:`InputError`."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise InputError(f"--device: {err}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device: {device} requested but CUDA is not available")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``None`` -> bfloat16 on CUDA, float32 elsewhere; names as in :data:`DTYPES`."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _param(module: torch.nn.Module) -> torch.Tensor:
+    return next(module.parameters())
+
+
+def check_settings(
+    *, steps: int, cfg_scale: float, flow_shift: float, sampler: str, height: int, width: int, num_frames: int
+) -> None:
+    """Validate the numeric generation settings (raises :class:`InputError` naming the CLI flag)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InputError(f"--steps: must be a whole number >= 1, got {steps!r}")
+    if not math.isfinite(cfg_scale):
+        raise InputError(f"--cfg_scale: must be a finite number, got {cfg_scale!r}")
+    if not (math.isfinite(flow_shift) and flow_shift > 0):
+        raise InputError(f"--flow_shift: must be a finite number > 0, got {flow_shift!r}")
+    if sampler not in SAMPLERS:
+        raise InputError(f"--sampler: {sampler!r} is not one of {', '.join(SAMPLERS)}")
+    for name, value in (("height", height), ("width", width)):
+        if value < 32 or value % 32:
+            raise InputError(f"--{name}: must be a positive multiple of 32, got {value}")
+    if num_frames < 1:
+        raise InputError(f"--num_frames: must be >= 1, got {num_frames}")
+
+
+def _as_image(image: Image.Image | np.ndarray) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise InputError(f"--image: expected an RGB uint8 (H, W, 3) array, got {array.dtype} {array.shape}")
+    return Image.fromarray(array)
+
+
+def _trajectory(
+    action: str | None,
+    c2w: np.ndarray | None,
+    mapping: str,
+    translation_speed: float | None,
+    rotation_speed_deg: float | None,
+    pitch_limit_deg: float | None,
+) -> np.ndarray:
+    if (action is None) == (c2w is None):
+        raise InputError("--action/--camera: pass exactly one of an action string and camera poses")
+    if c2w is not None:
+        return validate_c2w(np.asarray(c2w), "--camera")
+    return action_to_c2w(
+        action,
+        mapping=mapping,
+        translation_speed=translation_speed,
+        rotation_speed_deg=rotation_speed_deg,
+        pitch_limit_deg=pitch_limit_deg,
+    )
+
+
+def _source_intrinsics(
+    image: Image.Image, intrinsics: np.ndarray | None, num_frames: int
+) -> tuple[np.ndarray, str]:
+    """Per-frame intrinsics ``(F, 4)`` in pixels of the original image, and where they came from."""
+    image_hw = (image.height, image.width)
+    if intrinsics is None:
+        estimated, source = estimate_intrinsics(image)
+        return np.repeat(estimated[None], num_frames, axis=0), source
+    fitted = fit_intrinsics(np.asarray(intrinsics), num_frames, "--intrinsics")
+    check_fov(fitted, image_hw, "--intrinsics")
+    return fitted, "given"
+
+
+def _pixels(image: Image.Image) -> torch.Tensor:
+    """RGB image -> ``(1, 3, H, W)`` float32 in [-1, 1] (``x / 255 * 2 - 1``, the diffusers convention)."""
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1)[None] * 2.0 - 1.0
+
+
+@contextlib.contextmanager
+def _stage(
+    name: str, *, device: torch.device, timings: dict[str, float], memory: dict[str, float]
+) -> Iterator[None]:
+    """Time a stage (synchronising CUDA so the time is the GPU's too) and record its peak GPU memory."""
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    yield
+    if cuda:
+        torch.cuda.synchronize(device)
+        memory[name] = torch.cuda.max_memory_allocated(device) / 2**30
+    timings[name] = time.perf_counter() - start
