@@ -1,8 +1,10 @@
-"""Gemma-2 prompt encoder: the only module that imports ``transformers``.
+"""Gemma prompt encoders: the only module that imports ``transformers``.
 
 SANA-WM conditions on the last hidden state (after Gemma's final norm) of ``gemma-2-2b-it``: 300 tokens of
 2304 features per prompt, plus a 0/1 attention mask. Positive prompts are prefixed with the SANA
 "Enhanced prompt" instruction block (:data:`CHI_PROMPT`); negative prompts are encoded bare.
+
+The stage-2 refiner has its own Gemma-3 encoder (:class:`RefinerTextEncoder`), see :mod:`sana_wm.refiner`.
 """
 
 from __future__ import annotations
@@ -145,3 +147,80 @@ class TextEncoder:
         pos_BLD, pos_mask_BL = self.encode([prompt], use_chi_prompt=True, max_length=max_length)
         neg_BLD, neg_mask_BL = self.encode([negative_prompt], use_chi_prompt=False, max_length=max_length)
         return torch.cat([neg_BLD, pos_BLD]), torch.cat([neg_mask_BL, pos_mask_BL])
+
+
+REFINER_MAX_LENGTH = 1024
+
+
+class RefinerTextEncoder:
+    """Tokenizer + Gemma-3 backbone giving the stage-2 refiner its text input: EVERY layer's hidden states.
+
+    The LTX-2 refiner conditions on the bare prompt (stripped, no chi prefix), left-padded to 1024 tokens, and
+    on all ``num_layers + 1`` hidden states of the Gemma-3-12B backbone (embeddings included) stacked on a
+    last axis; its text connectors normalise and project them. ``model`` may be a
+    ``Gemma3ForConditionalGeneration`` (only its backbone runs, so no vocabulary logits are computed), a
+    ``Gemma3Model`` or a text-only Gemma-3 stack: with text input they all give the same hidden states.
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.model = model.model if hasattr(model, "lm_head") else model
+        self.tokenizer = tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        dtype: torch.dtype = torch.bfloat16,
+        device: str | torch.device = "cpu",
+        local_files_only: bool = False,
+        tokenizer_path: str | os.PathLike[str] | None = None,
+    ) -> RefinerTextEncoder:
+        """Load a Gemma-3 folder (the release's ``refiner/text_encoder``, tokenizer files alongside).
+
+        ``tokenizer_path`` defaults to ``path``. Raises :class:`InputError` naming ``--refiner_gemma_root``.
+        """
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(tokenizer_path or path), local_files_only=local_files_only
+            )
+            model = AutoModel.from_pretrained(str(path), dtype=dtype, local_files_only=local_files_only)
+        except OSError as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(f"--refiner_gemma_root {str(path)!r}: {first_line}") from err
+        return cls(model.to(device).eval(), tokenizer)
+
+    @torch.no_grad()
+    def all_hidden_states(
+        self, prompt: str, *, max_length: int = REFINER_MAX_LENGTH
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode one prompt to ``(hidden_1LDK, mask_1L)``.
+
+        Returns:
+            hidden_1LDK: ``(1, max_length, D, K)`` hidden states in the model dtype on the model device,
+                ``K = num_layers + 1`` (embedding output first), left padded.
+            mask_1L: int64 attention mask, 1 for real tokens (the last ones).
+        """
+        if not isinstance(prompt, str):
+            raise InputError("--prompt: the refiner prompt must be a string")
+        tokens = self.tokenizer(
+            [prompt.strip()],
+            max_length=max_length,
+            padding="max_length",
+            padding_side="left",
+            truncation=True,
+            add_special_tokens=True,
+            return_tensors="pt",
+        )
+        input_ids = tokens["input_ids"].to(self.device)
+        mask_1L = tokens["attention_mask"].to(self.device)
+        out = self.model(input_ids=input_ids, attention_mask=mask_1L, output_hidden_states=True)
+        return torch.stack(out.hidden_states, dim=-1), mask_1L

@@ -1,0 +1,511 @@
+"""Stage 2: the LTX-2 "sink-bidirectional" refiner that turns stage-1 latents into SANA-WM's default output.
+
+The refiner is an LTX-2 video DiT (diffusers ``SanaWMLTX2RefinerTransformer3DModel``, video stream only) with
+``LTX2TextConnectors`` and a Gemma-3-12B text encoder. It works on the stage-1 latents ``(1, C, T, h, w)``
+(normalised, as the stage-1 DiT sees them) without re-encoding:
+
+- the first ``sink_size`` (1) latent frames are the SINK: clean, timestep 0, never changed, and their tokens
+  attend only to themselves;
+- every other frame is noised to the first sigma with one draw ``eps ~ N(0, I)`` from a generator on the
+  compute device seeded with ``seed`` (42), ``x = (1 - s0) z + s0 eps``, then refined by plain Euler steps
+  over ``sigmas`` (distilled: 0.909375, 0.725, 0.421875, 0): ``x0 = x - s v``,
+  ``x <- x + (s' - s)(x - x0)/s``.
+  These tokens carry timestep ``s * timestep_scale_multiplier`` and attend to the sink plus each other.
+
+Two attention layouts (``mode``):
+
+- ``"single_shot"`` (default of the bidirectional release): all refined frames form one block that attends
+  to the sink and to itself, so refined frames see the whole video in both directions;
+- ``"chunk_causal"`` (the streaming recipe, diffusers' ``SanaWMLTX2Refiner``): blocks of ``block_size`` (3)
+  latent frames, in order. A block attends to the sink, to the K/V of at most ``kv_max_frames - sink_size``
+  (10) already refined frames (captured by one extra timestep-0 pass after the block is done) and to itself;
+  the sink's RoPE position slides so that it sits right before that history window. Cost is linear in T.
+
+Both run through diffusers' KV-cached forward: the sink's pre-RoPE K/V are captured once (a timestep-0 pass
+over the sink frames alone, which is exactly what the sink's rows compute in the single forward of the
+official code, since they attend only to themselves) and re-rotated to the window's sink position. With one
+block and the sink at position 0 this is the official single-shot refiner; the sink pass is run once
+instead of in every step.
+
+Text: the bare prompt, left padded to 1024 Gemma-3 tokens, all hidden states stacked; the connectors
+normalise them per layer (masked mean and range, x8) and project them. The official code normalises once,
+then calls connectors of a diffusers version that did not normalise; diffusers 0.42.1's connectors normalise
+themselves, and its refiner pipeline still normalises before calling them (twice in all). We normalise once,
+as the official code does: the second pass changes float32 embeddings by ~1e-7 relative, bfloat16 ones by
+up to one rounding step.
+
+Output: decoding the refined latents gives ``8 (T - 1) + 1`` frames; the first (the decoded sink anchor)
+is dropped, so ``F`` requested frames give ``F - 1`` and per-frame data (camera poses, intrinsics) must be
+realigned with :func:`align_to_refined` (``c2w[1:F]``).
+
+Memory: ``offload`` as in :mod:`sana_wm.offload`; ``fp8`` stores the transformer's linear weights as
+``float8_e4m3fn`` and casts each layer to the compute dtype when it runs (diffusers layerwise casting; norms,
+``proj_in`` and ``proj_out`` stay in the compute dtype). The audio half of the checkpoint (about 5.8 of 18.9
+billion parameters) is dropped at load time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+from diffusers import SanaWMLTX2RefinerTransformer3DModel
+from diffusers.models.transformers.transformer_sana_wm_refiner import SanaWMRefinerKVCache
+from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
+from tqdm import tqdm
+
+from sana_wm.errors import InputError
+from sana_wm.offload import OffloadMode, check_offload, enable_block_streaming, on_device
+from sana_wm.text_encoder import REFINER_MAX_LENGTH, RefinerTextEncoder
+from sana_wm.weights import OFFICIAL_REPO, MissingWeightsError, is_hf_uri
+
+if TYPE_CHECKING:
+    from sana_wm.vae import VideoVAE
+
+RefinerMode = Literal["single_shot", "chunk_causal"]
+MODES: tuple[str, ...] = ("single_shot", "chunk_causal")
+REFINER_SIGMAS: tuple[float, ...] = (0.909375, 0.725, 0.421875, 0.0)
+DEFAULT_REFINER_CHECKPOINT = f"hf://{OFFICIAL_REPO}/refiner"
+DEFAULT_REFINER_GEMMA_ROOT = f"hf://{OFFICIAL_REPO}/refiner/text_encoder"
+DROPPED_PIXEL_FRAMES = 1
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+# Name fragments of the audio stream's modules and parameters (top level and in every block).
+_AUDIO_MARKERS = ("audio", "a2v", "v2a", "av_cross")
+
+
+@dataclass(frozen=True)
+class RefinerPaths:
+    """Local folders of the refiner's parts: diffusers ``transformer``, ``connectors``; Gemma-3, tokenizer."""
+
+    transformer: Path
+    connectors: Path
+    text_encoder: Path
+    tokenizer: Path
+
+
+@dataclass(frozen=True)
+class RefinerPrompt:
+    """Connector output for one prompt: ``embeds_1LD`` (caption width of the DiT) and 0/1 ``mask_1L``."""
+
+    embeds_1LD: torch.Tensor
+    mask_1L: torch.Tensor
+
+
+def resolve_refiner_weights(
+    checkpoint: str | os.PathLike[str] | None = None,
+    gemma_root: str | os.PathLike[str] | None = None,
+    *,
+    local_files_only: bool | None = None,
+) -> RefinerPaths:
+    """Find the refiner's folders locally, in the Hugging Face cache, or on the Hub (None = the release).
+
+    ``checkpoint`` is a folder (or ``hf://`` URI) holding ``transformer/`` and ``connectors/``, by default
+    ``hf://Efficient-Large-Model/SANA-WM_bidirectional/refiner``; ``gemma_root`` a Gemma-3 folder with its
+    tokenizer files (or a sibling ``tokenizer/``), by default that repository's ``refiner/text_encoder``.
+
+    Raises:
+        sana_wm.weights.MissingWeightsError: one line per missing folder, naming ``--refiner_checkpoint`` or
+            ``--refiner_gemma_root``.
+    """
+    from sana_wm.weights import _Fetcher
+
+    fetcher = _Fetcher(offline=bool(local_files_only))
+    root = str(checkpoint or DEFAULT_REFINER_CHECKPOINT)
+    if not is_hf_uri(root) and Path(root).expanduser().suffix == ".safetensors":
+        raise InputError(
+            f"--refiner_checkpoint: {root} is a file; pass the folder with transformer/ and connectors/"
+        )
+    parts = {}
+    for name in ("transformer", "connectors"):
+        where = f"{root.rstrip('/')}/{name}" if is_hf_uri(root) else Path(root).expanduser() / name
+        parts[name] = fetcher.folder(where, "--refiner_checkpoint")
+    gemma = fetcher.folder(gemma_root or DEFAULT_REFINER_GEMMA_ROOT, "--refiner_gemma_root")
+    if fetcher.missing:
+        raise MissingWeightsError(fetcher.missing)
+    assert gemma is not None and parts["transformer"] is not None and parts["connectors"] is not None
+    tokenizer = gemma
+    if not any((gemma / f).is_file() for f in _TOKENIZER_FILES) and (gemma.parent / "tokenizer").is_dir():
+        tokenizer = gemma.parent / "tokenizer"
+    return RefinerPaths(parts["transformer"], parts["connectors"], gemma, tokenizer)
+
+
+def video_only(transformer: SanaWMLTX2RefinerTransformer3DModel) -> SanaWMLTX2RefinerTransformer3DModel:
+    """Delete the audio stream's modules and parameters (the refiner's forward is video only), in place."""
+    for owner in (transformer, *transformer.transformer_blocks):
+        names = [n for n, _ in owner.named_children()] + [n for n, _ in owner.named_parameters(recurse=False)]
+        for name in names:
+            if any(marker in name for marker in _AUDIO_MARKERS):
+                delattr(owner, name)
+    return transformer
+
+
+class Refiner:
+    """The LTX-2 refiner on one compute device.
+
+    Args:
+        transformer: diffusers' refiner DiT; its parameter dtype is the compute dtype. Its audio stream is
+            removed (:func:`video_only`).
+        connectors: LTX-2 text connectors (same dtype).
+        text_encoder: Gemma-3 wrapper, or None when only precomputed :class:`RefinerPrompt` are passed.
+        vae: the stage-1 VAE, for :meth:`decode_frames`.
+        device: compute device (default: the transformer's).
+        offload: ``"none"``, ``"model"`` or ``"group"`` (see :mod:`sana_wm.offload`). On the CPU nothing moves
+            but the hooks still run.
+        fp8: store the transformer's weights as float8 (e4m3) and compute in its original dtype.
+        text_max_length: Gemma-3 tokens per prompt (the model was trained with 1024).
+    """
+
+    def __init__(
+        self,
+        transformer: SanaWMLTX2RefinerTransformer3DModel,
+        connectors: LTX2TextConnectors,
+        text_encoder: RefinerTextEncoder | None = None,
+        *,
+        vae: VideoVAE | None = None,
+        device: str | torch.device | None = None,
+        offload: OffloadMode = "none",
+        fp8: bool = False,
+        text_max_length: int = REFINER_MAX_LENGTH,
+    ) -> None:
+        check_offload(offload)
+        config = transformer.config
+        if config.patch_size != 1 or config.patch_size_t != 1:
+            raise InputError(
+                f"--refiner_checkpoint: patch sizes must be 1, got {config.patch_size_t}x{config.patch_size}"
+            )
+        first = next(transformer.parameters())
+        self.device = torch.device(device) if device is not None else first.device
+        self.dtype = first.dtype
+        self.transformer = video_only(transformer).eval()
+        self.connectors = connectors.eval()
+        self.text_encoder = text_encoder
+        self.vae = vae
+        self.offload: OffloadMode = offload
+        self.fp8 = fp8
+        self.text_max_length = text_max_length
+        home = self.device if offload == "none" else torch.device("cpu")
+        for module in (self.transformer, self.connectors, text_encoder.model if text_encoder else None):
+            if module is not None:
+                module.to(home)
+        if fp8:
+            self.transformer.enable_layerwise_casting(
+                storage_dtype=torch.float8_e4m3fn, compute_dtype=self.dtype
+            )
+        if offload == "group":
+            enable_block_streaming(self.transformer, self.device)
+
+    @classmethod
+    def from_paths(
+        cls,
+        paths: RefinerPaths,
+        *,
+        vae: VideoVAE | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        offload: OffloadMode = "none",
+        fp8: bool = False,
+    ) -> Refiner:
+        """Load the three parts from local folders (see :func:`resolve_refiner_weights`)."""
+        check_offload(offload)
+        device = torch.device(device) if device is not None else _default_device()
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        home = device if offload == "none" else torch.device("cpu")
+        loaded = []
+        for model_cls, folder in (
+            (SanaWMLTX2RefinerTransformer3DModel, paths.transformer),
+            (LTX2TextConnectors, paths.connectors),
+        ):
+            try:
+                model = model_cls.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True)
+            except (OSError, ValueError) as err:
+                first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise InputError(f"--refiner_checkpoint {str(folder)!r}: {first_line}") from err
+            loaded.append(model)
+        text_encoder = RefinerTextEncoder.from_pretrained(
+            paths.text_encoder,
+            dtype=dtype,
+            device=home,
+            local_files_only=True,
+            tokenizer_path=paths.tokenizer,
+        )
+        return cls(loaded[0], loaded[1], text_encoder, vae=vae, device=device, offload=offload, fp8=fp8)
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str) -> RefinerPrompt:
+        """Gemma-3 hidden states of the bare prompt through the connectors (video branch), on the device."""
+        if self.text_encoder is None:
+            raise InputError("--refiner_gemma_root: the refiner has no text encoder (it was released)")
+        with self._using(self.text_encoder.model):
+            hidden_1LDK, mask_1L = self.text_encoder.all_hidden_states(
+                prompt, max_length=self.text_max_length
+            )
+        expected = (self.connectors.config.caption_channels, self.connectors.config.text_proj_in_factor)
+        if tuple(hidden_1LDK.shape[2:]) != expected:
+            got = tuple(hidden_1LDK.shape[2:])
+            raise InputError(
+                f"--refiner_gemma_root: Gemma-3 gives {got} (width, layers), the connectors take {expected}"
+            )
+        with self._using(self.connectors):
+            embeds_1LD, _, mask_1L = self.connectors(
+                hidden_1LDK.to(self.device, self.dtype), mask_1L.to(self.device), padding_side="left"
+            )
+        return RefinerPrompt(embeds_1LD.to(self.dtype), mask_1L)
+
+    def release_text_encoder(self) -> None:
+        """Drop the Gemma-3 encoder (about 24 GB in bf16) once the prompt is encoded."""
+        self.text_encoder = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        latents_1CThw: torch.Tensor,
+        prompt: str | RefinerPrompt,
+        *,
+        mode: RefinerMode = "single_shot",
+        sink_size: int = 1,
+        block_size: int = 3,
+        kv_max_frames: int = 11,
+        sigmas: Sequence[float] = REFINER_SIGMAS,
+        seed: int = 42,
+        fps: float = 16.0,
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """Refine stage-1 latents; returns ``(1, C, T, h, w)`` in the compute dtype on the compute device.
+
+        Frames ``[0, sink_size)`` are returned unchanged. ``block_size`` and ``kv_max_frames`` only apply to
+        ``mode="chunk_causal"``; ``fps`` scales the temporal RoPE (LTX-2 positions are in seconds).
+        """
+        num_frames = _check_call(
+            latents_1CThw,
+            self.transformer.config.in_channels,
+            mode,
+            sink_size,
+            block_size,
+            kv_max_frames,
+            sigmas,
+            fps,
+        )
+        text = prompt if isinstance(prompt, RefinerPrompt) else self.encode_prompt(prompt)
+        if mode == "single_shot":
+            block_size, kv_max_frames = num_frames - sink_size, num_frames
+        generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        with self._using(self.transformer, streamed=self.offload == "group"):
+            return refine_latents(
+                self.transformer,
+                text,
+                latents_1CThw.to(self.device, self.dtype),
+                sink_size=sink_size,
+                block_size=block_size,
+                kv_max_frames=kv_max_frames,
+                sigmas=sigmas,
+                generator=generator,
+                fps=fps,
+                progress=progress,
+            )
+
+    def decode_frames(self, latents_1CThw: torch.Tensor) -> Iterator[np.ndarray]:
+        """:func:`decode_refined` with this refiner's VAE (lazy; the first pixel frame is dropped)."""
+        if self.vae is None:
+            raise ValueError("this Refiner was built without a VAE")
+        return decode_refined(self.vae, latents_1CThw)
+
+    def _using(self, module: torch.nn.Module, *, streamed: bool = False) -> AbstractContextManager[None]:
+        return on_device(module, self.device, offload=self.offload != "none" and not streamed)
+
+
+def load_refiner(
+    checkpoint: str | os.PathLike[str] | None = None,
+    gemma_root: str | os.PathLike[str] | None = None,
+    *,
+    vae: VideoVAE | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    local_files_only: bool | None = None,
+    offload: OffloadMode = "none",
+    fp8: bool = False,
+) -> Refiner:
+    """:func:`resolve_refiner_weights` then :meth:`Refiner.from_paths` (None = the official release).
+
+    ``device`` defaults to CUDA when available, ``dtype`` to bfloat16 on CUDA and float32 elsewhere.
+    """
+    check_offload(offload)
+    paths = resolve_refiner_weights(checkpoint, gemma_root, local_files_only=local_files_only)
+    return Refiner.from_paths(paths, vae=vae, device=device, dtype=dtype, offload=offload, fp8=fp8)
+
+
+def refine_latents(
+    transformer: SanaWMLTX2RefinerTransformer3DModel,
+    prompt: RefinerPrompt,
+    latents_BCThw: torch.Tensor,
+    *,
+    sink_size: int,
+    block_size: int,
+    kv_max_frames: int,
+    sigmas: Sequence[float],
+    generator: torch.Generator,
+    fps: float,
+    progress: bool = False,
+) -> torch.Tensor:
+    """The refinement loop (arguments already validated; see the module docstring for the recipe).
+
+    ``block_size >= T - sink_size`` is the single-shot refiner. Noise: one draw per block, in block order,
+    of the block's shape in the latents' dtype. The returned tensor is a new one in the latents' dtype.
+    """
+    dtype, num_frames = latents_BCThw.dtype, latents_BCThw.shape[2]
+    tokens_per_frame = latents_BCThw.shape[3] * latents_BCThw.shape[4]
+    # The schedule as float32 values, as the official code and diffusers hold it.
+    sigmas = torch.tensor(list(sigmas), dtype=torch.float32).tolist()
+    num_layers = len(transformer.transformer_blocks)
+    max_history = kv_max_frames - sink_size
+    cache = SanaWMRefinerKVCache(num_layers)
+    _forward(transformer, latents_BCThw[:, :, :sink_size], 0, 0.0, prompt, fps, cache, "capture_pre_rope")
+    for layer in range(num_layers):
+        cache.get(layer).store_sink(*cache.get(layer).get_captured_pre_rope())
+
+    out = latents_BCThw.clone()
+    starts = range(sink_size, num_frames, block_size)
+    bar = tqdm(total=len(starts) * (len(sigmas) - 1), desc="refine", unit="step", disable=not progress)
+    history = 0
+    for start in starts:
+        end = min(start + block_size, num_frames)
+        # The sink keeps its K/V but moves to the position right before the history window.
+        sink_at = start - history - sink_size
+        cache.sink_pe = _rope(transformer, latents_BCThw, range(sink_at, sink_at + sink_size), fps)
+        clean = latents_BCThw[:, :, start:end]
+        eps = torch.randn(clean.shape, generator=generator, device=clean.device, dtype=dtype)
+        x = ((1.0 - sigmas[0]) * clean.float() + sigmas[0] * eps.float()).to(dtype)
+        for sigma, sigma_next in itertools.pairwise(sigmas):
+            v = _forward(transformer, x, start, sigma, prompt, fps, cache, "inject")
+            # x0 rounded to the model dtype before the Euler step, as in the official code.
+            x0 = (x.float() - sigma * v.float()).to(dtype)
+            x = (x.float() + (sigma_next - sigma) * (x.float() - x0.float()) / sigma).to(dtype)
+            bar.update(1)
+        out[:, :, start:end] = x
+        if end == num_frames:
+            break  # the last block's K/V would never be attended to
+        _forward(transformer, x, start, 0.0, prompt, fps, cache, "inject_and_capture_post_rope")
+        history += end - start
+        keep = min(history, max_history) * tokens_per_frame
+        for layer in range(num_layers):
+            layer_cache = cache.get(layer)
+            new_k, new_v = layer_cache.get_captured_post_rope()
+            old = layer_cache.get_history()
+            k, v = (
+                (new_k, new_v)
+                if old is None
+                else (torch.cat([old[0], new_k], 1), torch.cat([old[1], new_v], 1))
+            )
+            layer_cache.store_history(k[:, -keep:], v[:, -keep:])
+        history = min(history, max_history)
+    bar.close()
+    return out
+
+
+def _forward(
+    transformer: SanaWMLTX2RefinerTransformer3DModel,
+    x_BCThw: torch.Tensor,
+    first_frame: int,
+    sigma: float,
+    prompt: RefinerPrompt,
+    fps: float,
+    cache: SanaWMRefinerKVCache,
+    cache_mode: str,
+) -> torch.Tensor:
+    """One DiT call on frames ``[first_frame, first_frame + T)`` at ``sigma``; velocity ``(B, C, T, h, w)``"""
+    batch, channels, frames, height, width = x_BCThw.shape
+    tokens_BLC = x_BCThw.permute(0, 2, 3, 4, 1).reshape(batch, -1, channels)
+    scale = float(transformer.config.timestep_scale_multiplier)
+    timestep_BL = torch.full(tokens_BLC.shape[:2], sigma * scale, dtype=torch.float32, device=x_BCThw.device)
+    v_BLC = transformer(
+        hidden_states=tokens_BLC,
+        encoder_hidden_states=prompt.embeds_1LD,
+        timestep=timestep_BL,
+        video_rotary_emb=_rope(transformer, x_BCThw, range(first_frame, first_frame + frames), fps),
+        encoder_attention_mask=prompt.mask_1L,
+        kv_cache=cache,
+        kv_cache_mode=cache_mode,
+        return_dict=False,
+    )[0]
+    return v_BLC.reshape(batch, frames, height, width, -1).permute(0, 4, 1, 2, 3)
+
+
+def _rope(
+    transformer: SanaWMLTX2RefinerTransformer3DModel, like_BCThw: torch.Tensor, frames: range, fps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    batch, _, _, height, width = like_BCThw.shape
+    return transformer.build_rotary_emb_for_absolute_positions(
+        batch_size=batch,
+        frame_positions=list(frames),
+        height=height,
+        width=width,
+        device=like_BCThw.device,
+        fps=float(fps),
+    )
+
+
+def _check_call(
+    latents: torch.Tensor,
+    channels: int,
+    mode: str,
+    sink_size: int,
+    block_size: int,
+    kv_max_frames: int,
+    sigmas: Sequence[float],
+    fps: float,
+) -> int:
+    """Validate the refiner arguments (:class:`InputError` naming each); returns the latent frame count."""
+    if not isinstance(latents, torch.Tensor) or latents.ndim != 5 or latents.shape[:2] != (1, channels):
+        shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+        raise InputError(f"latents: expected shape (1, {channels}, T, h, w), got {shape}")
+    if mode not in MODES:
+        raise InputError(f"--refiner_mode: {mode!r} is not one of {', '.join(MODES)}")
+    if not 1 <= sink_size < latents.shape[2]:
+        raise InputError(
+            f"--sink_size: must be in [1, {latents.shape[2] - 1}] for {latents.shape[2]} latent frames"
+        )
+    if block_size < 1:
+        raise InputError(f"--refiner_block_size: must be >= 1, got {block_size}")
+    if kv_max_frames <= sink_size:
+        raise InputError(
+            f"--refiner_kv_max_frames: must exceed the sink size {sink_size}, got {kv_max_frames}"
+        )
+    values = list(sigmas)
+    decreasing = all(a > b for a, b in itertools.pairwise(values))
+    if len(values) < 2 or values[-1] != 0.0 or not decreasing or not 0.0 < values[0] <= 1.0:
+        raise InputError(f"sigmas: need a decreasing schedule in (0, 1] ending at 0.0, got {values}")
+    if not (math.isfinite(fps) and fps > 0):
+        raise InputError(f"--fps: must be > 0, got {fps}")
+    return latents.shape[2]
+
+
+def decode_refined(vae: VideoVAE, latents_1CThw: torch.Tensor) -> Iterator[np.ndarray]:
+    """Decode refined latents lazily to uint8 ``(H, W, 3)`` frames ``1 .. 8 (T - 1)`` (sink anchor dropped).
+
+    Same pixels as ``vae.decode_frames_uint8`` without its first frame; nothing is decoded until iterated.
+    """
+    yield from itertools.islice(vae.decode_frames_uint8(latents_1CThw), DROPPED_PIXEL_FRAMES, None)
+
+
+def refined_num_frames(num_frames: int) -> int:
+    """Frames of the refined video for ``num_frames`` stage-1 frames (321 -> 320)."""
+    return num_frames - DROPPED_PIXEL_FRAMES
+
+
+def align_to_refined(per_frame: np.ndarray) -> np.ndarray:
+    """Per-frame data of the ``F`` stage-1 frames (``c2w (F, 4, 4)``, intrinsics ``(F, 4)``) for the refined
+    video: frames ``1 .. F - 1``, i.e. ``c2w[1:F]``."""
+    return per_frame[DROPPED_PIXEL_FRAMES:]
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
