@@ -21,7 +21,7 @@ Given the same components and a CPU generator, steps 1-8 reproduce diffusers' ``
 float32 the final latents agree to ~5e-6 (tests/pipeline), once diffusers' habit of running its softmax
 attention in bf16 even for float32 models is switched off. Two deliberate differences: guidance is skipped
 only for ``cfg_scale == 1`` (diffusers skips it for any scale <= 1), and intrinsics may be omitted. The
-stage-2 refiner is not part of this pipeline.
+stage-2 refiner runs after this pipeline: :func:`sana_wm.two_stage.generate_two_stage`.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from sana_wm.samplers import cfg_model_fn, flow_sigmas, sample_euler, sample_heu
 from sana_wm.utils.image import MODEL_HEIGHT, MODEL_WIDTH, resize_and_center_crop
 
 if TYPE_CHECKING:
+    from sana_wm.refiner import RefinerPaths
     from sana_wm.text_encoder import TextEncoder
     from sana_wm.vae import VideoVAE
     from sana_wm.weights import WeightPaths
@@ -142,7 +143,7 @@ class DecodedFrames:
 
 @dataclass
 class GenerationOutput:
-    """Result of one generation.
+    """Result of one generation: stage 1 alone, or the refined video (then ``stage1`` holds stage 1's result).
 
     Attributes:
         frames: the video, ``num_frames`` RGB uint8 frames of ``height`` x ``width``, decoded on iteration.
@@ -150,12 +151,17 @@ class GenerationOutput:
             relative to frame 0).
         intrinsics: ``(F, 4)`` float32 ``[fx, fy, cx, cy]`` in pixels of the generated frames.
         intrinsics_source: ``"given"``, or how they were estimated: ``"exif"``, ``"pi3x"``, ``"default"``.
-        latents: stage-1 latents ``(1, C, T, h, w)`` on the CPU in the model dtype (frame 0 = the image).
-        num_frames: F, of the form ``8k + 1``.
+        latents: the latents ``frames`` decode from, ``(1, C, T, h, w)`` on the CPU in the model dtype
+            (frame 0 = the image): stage 1's, or the refined ones.
+        num_frames: F: ``8k + 1`` for stage 1, ``8k`` for a refined video (its first decoded frame is
+            dropped).
         timings: seconds per stage (``text_encode``, ``vae_encode``, ``sampling``, ``sampling_per_step``;
-            ``decode`` once ``frames`` has been iterated).
+            after refining also ``refiner_load``, ``refine_text``, ``refine``; ``decode`` once ``frames`` has
+            been iterated).
         peak_memory_gib: on CUDA, the peak allocated GPU memory of each stage in GiB (same keys; the counter
             is reset at the start of each stage); empty on the CPU.
+        stage1: for a refined video, the stage-1 result it was refined from (its own frames, ``8k + 1`` of
+            them, poses, latents and timings); None for stage 1 itself.
     """
 
     frames: DecodedFrames
@@ -166,6 +172,7 @@ class GenerationOutput:
     num_frames: int
     timings: dict[str, float] = field(default_factory=dict)
     peak_memory_gib: dict[str, float] = field(default_factory=dict)
+    stage1: GenerationOutput | None = None
 
 
 class Pipeline:
@@ -203,6 +210,8 @@ class Pipeline:
         self.backend: Backend = backend
         self.dtype = _param(transformer).dtype
         self.weights: WeightPaths | None = None  # where load_pipeline found the weights
+        self.refiner_weights: RefinerPaths | None = None  # where it found the refiner's, when asked to
+        self._released = False
         home = self.device if offload == "none" else torch.device("cpu")
         for module in (transformer, text_encoder.model, vae.vae):
             module.to(home)
@@ -265,9 +274,10 @@ class Pipeline:
         if not isinstance(prompt, str) or not isinstance(negative_prompt, str):
             raise InputError("--prompt: the prompt and the negative prompt must be strings")
         image = _as_image(image)
+        self._reacquire_models()
         timings: dict[str, float] = {}
         memory: dict[str, float] = {}
-        stage = functools.partial(_stage, device=self.device, timings=timings, memory=memory)
+        stage = functools.partial(timed_stage, device=self.device, timings=timings, memory=memory)
 
         with stage("prepare"):
             c2w_F44 = _trajectory(
@@ -308,16 +318,8 @@ class Pipeline:
                 progress=bar,
             )
         timings["sampling_per_step"] = timings["sampling"] / steps
-
-        def decode() -> Iterator[np.ndarray]:
-            with self._using(self.vae.vae):
-                yield from self.vae.decode_frames_uint8(latents)
-
-        frames = DecodedFrames(
-            decode, num_frames, device=self.device, timings=timings, memory=memory, progress=progress
-        )
         return GenerationOutput(
-            frames=frames,
+            frames=self.lazy_frames(latents, num_frames, timings=timings, memory=memory, progress=progress),
             c2w=c2w_F44,
             intrinsics=intrinsics_F4,
             intrinsics_source=source,
@@ -326,6 +328,56 @@ class Pipeline:
             timings=timings,
             peak_memory_gib=memory,
         )
+
+    def lazy_frames(
+        self,
+        latents_1CThw: torch.Tensor,
+        num_frames: int,
+        *,
+        timings: dict[str, float],
+        memory: dict[str, float],
+        progress: bool,
+        decode: Callable[[VideoVAE, torch.Tensor], Iterator[np.ndarray]] | None = None,
+    ) -> DecodedFrames:
+        """``num_frames`` uint8 frames decoded from ``latents`` by this pipeline's VAE, at each iteration.
+
+        ``decode(vae, latents)`` yields the frames (default ``vae.decode_frames_uint8``; the refined video
+        uses ``sana_wm.refiner.decode_refined``). The VAE is on the compute device while decoding (moved there
+        and back when offloading); the decode time and peak memory are stored under ``"decode"``.
+        """
+
+        def frames() -> Iterator[np.ndarray]:
+            with self._using(self.vae.vae):
+                if decode is None:
+                    yield from self.vae.decode_frames_uint8(latents_1CThw)
+                else:
+                    yield from decode(self.vae, latents_1CThw)
+
+        return DecodedFrames(
+            frames, num_frames, device=self.device, timings=timings, memory=memory, progress=progress
+        )
+
+    def release_models(self) -> None:
+        """Free the GPU of the stage-1 transformer and Gemma-2 (before the refiner needs it); the VAE stays.
+
+        With ``offload="none"`` on a GPU they are moved to the CPU (about 10 GB of host memory for the
+        release in bfloat16; a copy back costs a few seconds, where deleting them would make the pipeline
+        single-use) and the next call moves them back. With ``"model"`` or ``"group"`` they already live on
+        the CPU between stages, and on the CPU nothing moves: then this does nothing.
+        """
+        if self.offload != "none" or self.device.type == "cpu":
+            return
+        for module in (self.transformer, self.text_encoder.model):
+            module.to("cpu")
+        self._released = True
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _reacquire_models(self) -> None:
+        if self._released:
+            for module in (self.transformer, self.text_encoder.model):
+                module.to(self.device)
+            self._released = False
 
     @property
     def _stride(self) -> tuple[int, int, int]:
@@ -397,8 +449,16 @@ def load_pipeline(
     offload: OffloadMode = "none",
     local_files_only: bool | None = None,
     backend: Backend = "torch",
+    refiner: bool = False,
+    refiner_checkpoint: str | os.PathLike[str] | None = None,
+    refiner_gemma_root: str | os.PathLike[str] | None = None,
 ) -> Pipeline:
     """Load the three components (None = the official release, see :mod:`sana_wm.weights`) into a Pipeline.
+
+    With ``refiner`` the stage-2 refiner's folders are looked up too (``refiner_checkpoint``,
+    ``refiner_gemma_root``, see :func:`sana_wm.refiner.resolve_refiner_weights`) and stored as
+    ``pipeline.refiner_weights`` for :func:`sana_wm.two_stage.generate_two_stage`, which loads them after
+    stage 1; anything missing of either stage is reported together, before any weight is loaded.
 
     Args:
         model_path: transformer checkpoint: official ``.safetensors``, our own file, a diffusers folder, or an
@@ -414,20 +474,24 @@ def load_pipeline(
         local_files_only: never download (None follows ``HF_HUB_OFFLINE``).
 
     Raises:
-        sana_wm.weights.MissingWeightsError: weights neither local nor cached nor downloadable.
+        sana_wm.weights.MissingWeightsError: weights neither local nor cached nor downloadable (one line per
+            missing piece of either stage).
         InputError: unreadable, corrupt or mismatched weights (one line).
     """
-    from sana_wm.weights import load_transformer_weights, model_config, resolve_weights
+    from sana_wm.weights import load_transformer_weights, model_config, resolve_two_stage_weights
 
     check_offload(offload)
     check_backend(backend)
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
-    paths = resolve_weights(
+    paths, refiner_paths = resolve_two_stage_weights(
         model_path,
         config=None if isinstance(config, SanaWMConfig) else config,
         vae_path=vae_path,
         text_encoder_path=text_encoder_path,
+        refiner=refiner,
+        refiner_checkpoint=refiner_checkpoint,
+        refiner_gemma_root=refiner_gemma_root,
         local_files_only=local_files_only,
     )
     # transformers and diffusers take seconds to import: only once the weights are known to exist.
@@ -442,6 +506,7 @@ def load_pipeline(
     vae = VideoVAE.from_pretrained(paths.vae, dtype=dtype, device=home, local_files_only=True, subfolder=None)
     pipeline = Pipeline(transformer, text_encoder, vae, device=device, offload=offload, backend=backend)
     pipeline.weights = paths
+    pipeline.refiner_weights = refiner_paths
     return pipeline
 
 
@@ -542,7 +607,7 @@ def _pixels(image: Image.Image) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _stage(
+def timed_stage(
     name: str, *, device: torch.device, timings: dict[str, float], memory: dict[str, float]
 ) -> Iterator[None]:
     """Time a stage (synchronising CUDA so the time is the GPU's too) and record its peak GPU memory."""

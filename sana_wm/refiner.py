@@ -115,9 +115,9 @@ def resolve_refiner_weights(
         sana_wm.weights.MissingWeightsError: one line per missing folder, naming ``--refiner_checkpoint`` or
             ``--refiner_gemma_root``.
     """
-    from sana_wm.weights import _Fetcher
+    from sana_wm.weights import Fetcher
 
-    fetcher = _Fetcher(offline=bool(local_files_only))
+    fetcher = Fetcher(offline=bool(local_files_only))
     root = str(checkpoint or DEFAULT_REFINER_CHECKPOINT)
     if not is_hf_uri(root) and Path(root).expanduser().suffix == ".safetensors":
         raise InputError(

@@ -5,7 +5,9 @@ Components and their defaults (the public release; files land in the normal Hugg
 - stage-1 transformer ``--model_path``: ``hf://Efficient-Large-Model/SANA-WM_bidirectional/dit/
   sana_wm_1600m_720p.safetensors`` with its ``config.yaml`` (``--config``) from the same repository;
 - VAE ``--vae_path``: the ``vae/`` folder of that repository (diffusers ``AutoencoderKLLTX2Video`` format);
-- text encoder ``--text_encoder_path``: ``hf://Efficient-Large-Model/gemma-2-2b-it`` (tokenizer + Gemma-2).
+- text encoder ``--text_encoder_path``: ``hf://Efficient-Large-Model/gemma-2-2b-it`` (tokenizer + Gemma-2);
+- stage-2 refiner ``--refiner_checkpoint`` / ``--refiner_gemma_root``: see :mod:`sana_wm.refiner`
+  (:func:`resolve_two_stage_weights` looks both stages up and reports what is missing of either).
 
 Each argument is a local path or an ``hf://[<type>s/]<namespace>/<name>[@<revision>][/<path>]`` URI. The cache
 is tried first, so a cached release runs without any network access. When something is neither local nor
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     import torch
 
     from sana_wm.models import SanaWMConfig, SanaWMTransformer
+    from sana_wm.refiner import RefinerPaths
 
 log = logging.getLogger(__name__)
 
@@ -103,18 +106,22 @@ def resolve_weights(
     vae_path: str | os.PathLike[str] | None = None,
     text_encoder_path: str | os.PathLike[str] | None = None,
     local_files_only: bool | None = None,
+    fetcher: Fetcher | None = None,
 ) -> WeightPaths:
     """Turn the four weight arguments (None = the official release) into existing local paths.
 
     ``config`` is only fetched by default together with the default ``model_path`` (an official checkpoint
     needs it); a ``config`` that is not a path or URI (a preset name such as ``"tiny"``) is left to the caller
-    and resolves to None here. ``local_files_only`` None follows ``HF_HUB_OFFLINE``.
+    and resolves to None here. ``local_files_only`` None follows ``HF_HUB_OFFLINE``. ``fetcher`` (default: a
+    new one) is the look-up state to use: its ``missing`` list collects this call's misses, its ``offline``
+    tells the caller whether later look-ups should skip the network.
 
     Raises:
         MissingWeightsError: one line per piece that is neither local nor cached nor downloadable.
         InputError: a malformed ``hf://`` URI.
     """
-    fetcher = _Fetcher(offline=bool(local_files_only))
+    if fetcher is None:
+        fetcher = Fetcher(offline=bool(local_files_only))
     model = fetcher.file(model_path or DEFAULT_MODEL_PATH, "--model_path")
     config_path = None
     if config is None and model_path is None:
@@ -127,6 +134,49 @@ def resolve_weights(
         raise MissingWeightsError(fetcher.missing)
     assert model is not None and vae is not None and text_encoder is not None
     return WeightPaths(model=model, config=config_path, vae=vae, text_encoder=text_encoder)
+
+
+def resolve_two_stage_weights(
+    model_path: str | os.PathLike[str] | None = None,
+    *,
+    config: str | os.PathLike[str] | None = None,
+    vae_path: str | os.PathLike[str] | None = None,
+    text_encoder_path: str | os.PathLike[str] | None = None,
+    refiner: bool = True,
+    refiner_checkpoint: str | os.PathLike[str] | None = None,
+    refiner_gemma_root: str | os.PathLike[str] | None = None,
+    local_files_only: bool | None = None,
+) -> tuple[WeightPaths, RefinerPaths | None]:
+    """:func:`resolve_weights`, then (with ``refiner``) :func:`sana_wm.refiner.resolve_refiner_weights`.
+
+    The refiner's paths are None without ``refiner``. After a failed connection the refiner's folders are
+    looked up in the cache only.
+
+    Raises:
+        MissingWeightsError: one line per missing piece of either stage, stage 1's first.
+    """
+    fetcher = Fetcher(offline=bool(local_files_only))
+    missing: list[Missing] = []
+    paths = refiner_paths = None
+    try:
+        paths = resolve_weights(
+            model_path, config=config, vae_path=vae_path, text_encoder_path=text_encoder_path, fetcher=fetcher
+        )
+    except MissingWeightsError as err:
+        missing = err.missing
+    if refiner:
+        from sana_wm.refiner import resolve_refiner_weights
+
+        try:
+            refiner_paths = resolve_refiner_weights(
+                refiner_checkpoint, refiner_gemma_root, local_files_only=fetcher.offline
+            )
+        except MissingWeightsError as err:
+            missing = [*missing, *err.missing]
+    if missing:
+        raise MissingWeightsError(missing)
+    assert paths is not None
+    return paths, refiner_paths
 
 
 def model_config(
@@ -176,8 +226,12 @@ def _looks_like_path(value: str | os.PathLike[str]) -> bool:
     return os.sep in text or text.endswith((".yaml", ".yml", ".json")) or Path(text).exists()
 
 
-class _Fetcher:
-    """Looks pieces up locally, then in the cache, then on the Hub; collects what is missing."""
+class Fetcher:
+    """Looks pieces up locally, then in the cache, then on the Hub; collects what is missing.
+
+    ``offline`` turns True at the first connection failure, so one fetcher shared by several look-ups (or
+    its ``offline`` passed on as ``local_files_only``) pays the Hub client's retry delays only once.
+    """
 
     def __init__(self, *, offline: bool) -> None:
         from huggingface_hub import is_offline_mode

@@ -1,7 +1,10 @@
 """``sana-wm generate``: first image + prompt + camera path -> mp4, JSON sidecar and optionally the latents.
 
 Flags and defaults follow the official ``inference_sana_wm.py`` (underscore names; hyphen aliases accepted).
-Every input is checked before any weight is loaded, and nothing is written unless generation succeeds.
+By default stage 1 is followed by the stage-2 refiner (:mod:`sana_wm.two_stage`): F requested frames give
+an F - 1 frame video whose poses are ``c2w[1:F]``; ``--no_refiner`` writes the F stage-1 frames instead.
+Every input is checked and every weight file found before any weight is loaded, and nothing is written
+unless generation succeeds.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from sana_wm.utils.prompt import read_prompt_file
 from sana_wm.utils.video_io import VideoWriter, write_sidecar
 
 log = logging.getLogger("sana_wm")
+# sana_wm.refiner.MODES, spelled out: importing the refiner (and diffusers) would slow every sana-wm command.
+REFINER_MODES = ("single_shot", "chunk_causal")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         *flag("--save_latents"),
         dest="save_latents",
         action="store_true",
-        help="also write the stage-1 latents as <name>_latents.safetensors",
+        help="also write the latents of each video: <name>_latents.safetensors (refined unless "
+        "--no_refiner), with --save_stage1 also <name>_stage1_latents.safetensors",
     )
     weights = p.add_argument_group("weights (default: the official release, from the Hugging Face cache)")
     weights.add_argument(
@@ -98,10 +104,63 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="Gemma-2 + tokenizer folder",
     )
-    refiner = p.add_argument_group("stage-2 refiner (not implemented yet: the stage-1 video is written)")
-    refiner.add_argument(*flag("--no_refiner"), dest="no_refiner", action="store_true")
-    refiner.add_argument(*flag("--refiner_checkpoint"), dest="refiner_checkpoint", metavar="PATH")
-    refiner.add_argument(*flag("--refiner_gemma_root"), dest="refiner_gemma_root", metavar="PATH")
+    refiner = p.add_argument_group(
+        "stage-2 refiner (on by default: F frames requested give F - 1, the first decoded frame is dropped)"
+    )
+    refiner.add_argument(
+        *flag("--no_refiner"), dest="no_refiner", action="store_true", help="write the stage-1 video"
+    )
+    refiner.add_argument(
+        *flag("--save_stage1"),
+        dest="save_stage1",
+        action="store_true",
+        help="also write the stage-1 video <name>_stage1.mp4 (F frames) and its sidecar",
+    )
+    refiner.add_argument(
+        *flag("--refiner_checkpoint"),
+        dest="refiner_checkpoint",
+        metavar="DIR",
+        help="folder (or hf://) holding transformer/ and connectors/ (default: the release's refiner/)",
+    )
+    refiner.add_argument(
+        *flag("--refiner_gemma_root"),
+        dest="refiner_gemma_root",
+        metavar="DIR",
+        help="Gemma-3 folder with its tokenizer (default: the release's refiner/text_encoder)",
+    )
+    refiner.add_argument(
+        *flag("--refiner_mode"),
+        dest="refiner_mode",
+        choices=REFINER_MODES,
+        default="single_shot",
+        help="single_shot (default: refined frames see the whole video) or chunk_causal (blocks in order)",
+    )
+    refiner.add_argument(
+        *flag("--refiner_seed"), dest="refiner_seed", type=int, default=42, help="default 42"
+    )
+    refiner.add_argument(
+        *flag("--sink_size"), dest="sink_size", type=int, default=1, help="clean sink latent frames (1)"
+    )
+    refiner.add_argument(
+        *flag("--refiner_block_size"),
+        dest="refiner_block_size",
+        type=int,
+        default=3,
+        help="latent frames per chunk_causal block (3)",
+    )
+    refiner.add_argument(
+        *flag("--refiner_kv_max_frames"),
+        dest="refiner_kv_max_frames",
+        type=int,
+        default=11,
+        help="sink + history latent frames a chunk_causal block attends to (11)",
+    )
+    refiner.add_argument(
+        *flag("--refiner_fp8"),
+        dest="refiner_fp8",
+        action="store_true",
+        help="store the refiner transformer's weights in float8 (half the bfloat16 weight memory)",
+    )
     runtime = p.add_argument_group("runtime")
     runtime.add_argument("--device", help="default: cuda if available, else cpu")
     runtime.add_argument("--dtype", choices=sorted(DTYPES), help="default: bfloat16 on cuda, float32 on cpu")
@@ -123,8 +182,9 @@ def run(args: argparse.Namespace) -> int:
         _silence_library_progress()
     started = time.perf_counter()
     inputs = _check_inputs(args)
-    if not args.no_refiner or args.refiner_checkpoint or args.refiner_gemma_root:
-        log.warning("the stage-2 refiner is not implemented yet: writing the stage-1 video (as --no_refiner)")
+    refine = not args.no_refiner
+    if args.no_refiner and args.save_stage1:
+        log.warning("--save_stage1: ignored with --no_refiner (the video is the stage-1 video)")
 
     from sana_wm.pipeline import load_pipeline
     from sana_wm.weights import MissingWeightsError
@@ -139,6 +199,9 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             dtype=args.dtype,
             offload=args.offload,
+            refiner=refine,
+            refiner_checkpoint=args.refiner_checkpoint,
+            refiner_gemma_root=args.refiner_gemma_root,
         )
     except MissingWeightsError as err:
         for line in str(err).splitlines():
@@ -146,9 +209,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     load_s = time.perf_counter() - load_start
 
-    out = pipe(
-        inputs["image"],
-        inputs["prompt"],
+    stage1_kwargs = dict(
         c2w=inputs["c2w"],
         intrinsics=inputs["intrinsics"],
         num_frames=inputs["num_frames"],
@@ -160,47 +221,71 @@ def run(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         height=args.height,
         width=args.width,
-        progress=not quiet,
     )
+    if refine:
+        from sana_wm.two_stage import generate_two_stage
+
+        out = generate_two_stage(
+            pipe,
+            inputs["image"],
+            inputs["prompt"],
+            settings=inputs["refiner"],
+            fps=args.fps,
+            progress=not quiet,
+            **stage1_kwargs,
+        )
+    else:
+        out = pipe(inputs["image"], inputs["prompt"], progress=not quiet, **stage1_kwargs)
 
     out_dir = Path(args.output_dir)
-    video_path = out_dir / f"{args.name}.mp4"
-    frames = out.frames
-    if not args.no_action_overlay:
-        from sana_wm.viz.overlay import apply_overlay
-
-        frames = apply_overlay(frames, out.c2w, key_labels=HUD_KEY_LABELS[args.action_mapping])
-    write_start = time.perf_counter()
-    with VideoWriter(video_path, fps=args.fps) as writer:
-        writer.write_many(frames)
+    videos = [(args.name, out)]
+    if out.stage1 is not None and args.save_stage1:
+        videos.append((f"{args.name}_stage1", out.stage1))
     timings = {"load": load_s, **out.timings}
-    timings["write"] = time.perf_counter() - write_start - timings.get("decode", 0.0)
+    for stem, video in videos:
+        suffix = "" if video is out else "_stage1"
+        write_start = time.perf_counter()
+        _write_video(out_dir / f"{stem}.mp4", video, args)
+        timings[f"decode{suffix}"] = video.timings.get("decode", 0.0)
+        timings[f"write{suffix}"] = time.perf_counter() - write_start - timings[f"decode{suffix}"]
+        if args.save_latents:
+            _save_latents(out_dir / f"{stem}_latents.safetensors", video, seed=args.seed)
 
-    latents_path = None
-    if args.save_latents:
-        latents_path = out_dir / f"{args.name}_latents.safetensors"
-        _save_latents(latents_path, out.latents, seed=args.seed)
-
+    memory = dict(out.peak_memory_gib)
+    if len(videos) > 1 and "decode" in out.stage1.peak_memory_gib:
+        memory["decode_stage1"] = out.stage1.peak_memory_gib["decode"]
     timings["total"] = time.perf_counter() - started
-    settings = _settings(args, inputs, out, pipe, timings, video_path, latents_path)
-    write_sidecar(
-        out_dir / f"{args.name}.json",
-        c2w=out.c2w,
-        intrinsics=out.intrinsics,
-        settings=settings,
-        seed=args.seed,
-    )
+    for stem, video in videos:
+        settings = _settings(args, inputs, video, pipe, timings, memory, stem)
+        write_sidecar(
+            out_dir / f"{stem}.json",
+            c2w=video.c2w,
+            intrinsics=video.intrinsics,
+            settings=settings,
+            seed=args.seed,
+        )
     log.info(
         "wrote %s (%d frames at %g fps, %dx%d) and %s in %.1f s",
-        video_path,
+        out_dir / f"{args.name}.mp4",
         out.num_frames,
         args.fps,
         args.width,
         args.height,
-        video_path.with_suffix(".json"),
+        out_dir / f"{args.name}.json",
         timings["total"],
     )
     return 0
+
+
+def _write_video(path: Path, video: Any, args: argparse.Namespace) -> None:
+    """Decode ``video`` (a GenerationOutput) into an mp4, with the HUD of its own poses unless disabled."""
+    frames = video.frames
+    if not args.no_action_overlay:
+        from sana_wm.viz.overlay import apply_overlay
+
+        frames = apply_overlay(frames, video.c2w, key_labels=HUD_KEY_LABELS[args.action_mapping])
+    with VideoWriter(path, fps=args.fps) as writer:
+        writer.write_many(frames)
 
 
 def _check_inputs(args: argparse.Namespace) -> dict[str, Any]:
@@ -234,37 +319,60 @@ def _check_inputs(args: argparse.Namespace) -> dict[str, Any]:
     intrinsics = None
     if args.intrinsics is not None:
         intrinsics = load_intrinsics(args.intrinsics, num_frames, image_hw=(image.height, image.width))
+    refiner = None
+    if not args.no_refiner:
+        # Imports diffusers (seconds): only once everything cheaper has been checked.
+        from sana_wm.two_stage import RefinerSettings, check_refiner_settings
+
+        refiner = RefinerSettings(
+            mode=args.refiner_mode,
+            sink_size=args.sink_size,
+            block_size=args.refiner_block_size,
+            kv_max_frames=args.refiner_kv_max_frames,
+            seed=args.refiner_seed,
+            fp8=args.refiner_fp8,
+        )
+        check_refiner_settings(refiner, num_frames, fps=args.fps)
     return {
         "image": image,
         "prompt": prompt,
         "c2w": c2w_F44[:num_frames],
         "num_frames": num_frames,
         "intrinsics": intrinsics,
+        "refiner": refiner,
     }
 
 
-def _save_latents(path: Path, latents: Any, *, seed: int) -> None:
+def _save_latents(path: Path, video: Any, *, seed: int) -> None:
     from safetensors.torch import save_file
 
-    metadata = {"format": "sana-wm-latents", "layout": "BCThw", "normalised": "true", "seed": str(seed)}
+    metadata = {
+        "format": "sana-wm-latents",
+        "layout": "BCThw",
+        "normalised": "true",
+        "seed": str(seed),
+        "stage": "stage1" if video.stage1 is None else "refined",
+    }
     with atomic_output(path) as tmp:
-        save_file({"latents": latents.contiguous()}, str(tmp), metadata=metadata)
+        save_file({"latents": video.latents.contiguous()}, str(tmp), metadata=metadata)
 
 
 def _settings(
     args: argparse.Namespace,
     inputs: dict[str, Any],
-    out: Any,
+    video: Any,
     pipe: Any,
     timings: dict[str, float],
-    video_path: Path,
-    latents_path: Path | None,
+    memory: dict[str, float],
+    stem: str,
 ) -> dict[str, Any]:
+    """The sidecar's settings for ``video`` (the refined or the stage-1 result); timings are the run's."""
     weights = pipe.weights
+    refined = video.stage1 is not None
     return {
         "command": "generate",
-        "video": video_path.name,
-        "latents": latents_path.name if latents_path else None,
+        "video": f"{stem}.mp4",
+        "latents": f"{stem}_latents.safetensors" if args.save_latents else None,
         "image": args.image,
         "image_size_hw": [inputs["image"].height, inputs["image"].width],
         "prompt": inputs["prompt"],
@@ -276,10 +384,11 @@ def _settings(
         "rotation_speed_deg": args.rotation_speed_deg,
         "pitch_limit_deg": args.pitch_limit_deg,
         "intrinsics_file": args.intrinsics,
-        "intrinsics_source": out.intrinsics_source,
+        "intrinsics_source": video.intrinsics_source,
         "intrinsics_convention": "pixels of the generated frames (after the resize + centre crop)",
         "num_frames_requested": args.num_frames,
-        "num_frames": out.num_frames,
+        "num_frames": video.num_frames,
+        "num_frames_stage1": inputs["num_frames"],
         "height": args.height,
         "width": args.width,
         "fps": args.fps,
@@ -287,7 +396,8 @@ def _settings(
         "cfg_scale": args.cfg_scale,
         "flow_shift": args.flow_shift,
         "sampler": args.sampler,
-        "refiner": False,
+        "refiner": refined,
+        "refiner_settings": _refiner_settings(inputs["refiner"], pipe.refiner_weights),
         "action_overlay": not args.no_action_overlay,
         "model_path": str(weights.model) if weights else args.model_path,
         "config": str(weights.config) if weights and weights.config else args.config,
@@ -297,7 +407,24 @@ def _settings(
         "dtype": str(pipe.dtype).removeprefix("torch."),
         "offload": pipe.offload,
         "timings_s": timings,
-        "peak_memory_gib": out.peak_memory_gib,
+        "peak_memory_gib": memory,
+    }
+
+
+def _refiner_settings(settings: Any, paths: Any) -> dict[str, Any] | None:
+    """How the refiner ran (the same in both sidecars of a run), or None with --no_refiner."""
+    if settings is None:
+        return None
+    return {
+        "mode": settings.mode,
+        "sink_size": settings.sink_size,
+        "block_size": settings.block_size if settings.mode == "chunk_causal" else None,
+        "kv_max_frames": settings.kv_max_frames if settings.mode == "chunk_causal" else None,
+        "seed": settings.seed,
+        "fp8": settings.fp8,
+        "checkpoint": str(paths.transformer.parent) if paths else None,
+        "gemma_root": str(paths.text_encoder) if paths else None,
+        "dropped_frames": "the first decoded frame; poses and intrinsics are those of stage-1 frames 1..F-1",
     }
 
 

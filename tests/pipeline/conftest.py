@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from tiny_parts import source_image, tiny_gemma, tiny_oracle, tiny_tokenizer, tiny_vae
+
+# tests/refiner's tiny refiner builders (tiny_refiner.py), for the two-stage tests.
+sys.path.append(str(Path(__file__).resolve().parents[1] / "refiner"))
+
+from tiny_parts import (  # noqa: E402
+    save_tiny_refiner,
+    source_image,
+    tiny_gemma,
+    tiny_oracle,
+    tiny_tokenizer,
+    tiny_vae,
+)
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +54,9 @@ def tiny_dirs(tiny, tmp_path_factory) -> SimpleNamespace:
         text_encoder=root / "text_encoder",
         root=root,
     )
+
+
+@pytest.fixture(scope="session")
+def refiner_dir(tmp_path_factory) -> Path:
+    """The tiny refiner on disk in the release layout (``refiner/{transformer,connectors,text_encoder}``)."""
+    return save_tiny_refiner(tmp_path_factory.mktemp("tiny_refiner"))

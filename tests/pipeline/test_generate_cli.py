@@ -12,7 +12,18 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH, make_pipeline, save_png, tiny_gemma, weight_args
+from tiny_parts import (
+    HEIGHT,
+    INTRINSICS,
+    PROMPT,
+    WIDTH,
+    block_means,
+    frame_correlations,
+    make_pipeline,
+    save_png,
+    tiny_gemma,
+    weight_args,
+)
 
 from sana_wm.camera import action_to_c2w
 from sana_wm.cli import main
@@ -51,9 +62,9 @@ def test_generate_writes_video_sidecar_and_latents(tmp_path, tiny, tiny_dirs, ca
     out_dir = tmp_path / "out"
     argv = ["generate", *_inputs(tmp_path, tiny), "--action", ACTION, *_settings(), *weight_args(tiny_dirs)]
     argv += ["--output_dir", str(out_dir), "--name", "clip", "--save_latents", "--seed", "5", "--quiet"]
-    assert main(argv) == 0
+    assert main([*argv, "--no_refiner", "--save_stage1"]) == 0
     assert "denoise" not in capsys.readouterr().err  # --quiet: no progress bars...
-    assert "refiner is not implemented" in caplog.text  # ...but the warning stays
+    assert "--save_stage1: ignored with --no_refiner" in caplog.text  # ...but warnings stay
     assert sorted(p.name for p in out_dir.iterdir()) == ["clip.json", "clip.mp4", "clip_latents.safetensors"]
 
     want = make_pipeline(tiny)(
@@ -78,8 +89,8 @@ def test_generate_writes_video_sidecar_and_latents(tmp_path, tiny, tiny_dirs, ca
     # 8x8 block means (measured 1.8 levels apart on average), and check every frame correlates best with
     # its own expected frame (frame order).
     assert fps == 16.0 and video.shape == expected.shape
-    assert np.abs(_block_means(video) - _block_means(expected)).mean() < 3.0
-    corr = _correlations(video, expected)
+    assert np.abs(block_means(video) - block_means(expected)).mean() < 3.0
+    corr = frame_correlations(video, expected)
     assert (corr.argmax(axis=1) == np.arange(17)).all()
 
     sidecar = read_sidecar(out_dir / "clip.json")
@@ -97,20 +108,6 @@ def test_generate_writes_video_sidecar_and_latents(tmp_path, tiny, tiny_dirs, ca
     assert s["action"] == ACTION and s["prompt"] == PROMPT and s["intrinsics_source"] == "given"
     assert s["latents"] == "clip_latents.safetensors" and s["dtype"] == "float32"
     assert {"text_encode", "vae_encode", "sampling", "decode", "write", "total"} <= set(s["timings_s"])
-
-
-def _block_means(video_FHW3: np.ndarray, k: int = 8) -> np.ndarray:
-    f, h, w, c = video_FHW3.shape
-    return video_FHW3.astype(np.float64).reshape(f, h // k, k, w // k, k, c).mean(axis=(2, 4))
-
-
-def _correlations(a_FHW3: np.ndarray, b_FHW3: np.ndarray) -> np.ndarray:
-    """Pearson correlation of every frame of ``a`` with every frame of ``b``: (F, F)."""
-    a = a_FHW3.reshape(len(a_FHW3), -1).astype(np.float64)
-    b = b_FHW3.reshape(len(b_FHW3), -1).astype(np.float64)
-    a = (a - a.mean(1, keepdims=True)) / np.linalg.norm(a - a.mean(1, keepdims=True), axis=1, keepdims=True)
-    b = (b - b.mean(1, keepdims=True)) / np.linalg.norm(b - b.mean(1, keepdims=True), axis=1, keepdims=True)
-    return a @ b.T
 
 
 def test_generate_accepts_a_camera_file_and_prompt_text(tmp_path, tiny, tiny_dirs) -> None:
@@ -229,11 +226,11 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 ) -> None:
     out_dir = tmp_path / "out"
     argv = ["generate", *_inputs(tmp_path, tiny), "--action", ACTION, *_settings(), *weight_args(tiny_dirs)]
-    argv += ["--output_dir", str(out_dir), "--save_latents", "--quiet"]
+    argv += ["--output_dir", str(out_dir), "--save_latents", "--quiet", "--no_refiner"]
     make_bad, message = BAD_INPUTS[case]
     assert _exit_code(make_bad(tmp_path, argv, tiny, tiny_dirs)) == 2
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if "refiner is not implemented" not in line]
+    lines = err.splitlines()
     assert len(lines) == 1 and message in lines[0], err
     assert "Traceback" not in err
     assert not out_dir.exists()
@@ -248,12 +245,12 @@ def _exit_code(argv: list[str]) -> int:
 
 
 def test_offline_without_weights_names_every_missing_file_and_its_flag(tmp_path, tiny) -> None:
-    """HF_HUB_OFFLINE=1 and an empty HF_HOME: one line per missing file of the release, exit 2, no output."""
+    """HF_HUB_OFFLINE=1 and an empty HF_HOME: one line per missing file of both stages, exit 2, no output."""
     image = save_png(tmp_path / "first.png", tiny.image)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home")}
     env.pop("HF_HUB_CACHE", None)
     argv = ["generate", "--image", image, "--prompt_text", PROMPT, "--action", ACTION, "--num_frames", "17"]
-    argv += ["--output_dir", str(tmp_path / "out"), "--no_refiner"]
+    argv += ["--output_dir", str(tmp_path / "out")]
     done = subprocess.run(
         [sys.executable, "-m", "sana_wm", *argv], env=env, capture_output=True, text=True, timeout=120
     )
@@ -266,17 +263,23 @@ def test_offline_without_weights_names_every_missing_file_and_its_flag(tmp_path,
         f"missing config.yaml from {release}",
         f"missing vae/ from {release}",
         "missing the weights from Efficient-Large-Model/gemma-2-2b-it",
+        f"missing refiner/transformer/ from {release}",
+        f"missing refiner/connectors/ from {release}",
+        f"missing refiner/text_encoder/ from {release}",
     ]
     flags = [
         "pass --model_path FILE",
         "pass --config FILE",
         "pass --vae_path DIR",
         "pass --text_encoder_path DIR",
+        "pass --refiner_checkpoint DIR",
+        "pass --refiner_checkpoint DIR",
+        "pass --refiner_gemma_root DIR",
     ]
-    assert len(lines) == 4, done.stderr
+    assert len(lines) == 7, done.stderr
     for line, what, how in zip(lines, expected, flags, strict=True):
         assert line.startswith(f"sana-wm generate: error: {what} (") and line.endswith(how), line
-    assert json.dumps(lines).count("offline") == 4
+    assert json.dumps(lines).count("offline") == 7
 
 
 def test_quiet_works_before_and_after_the_subcommand() -> None:

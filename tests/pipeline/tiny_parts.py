@@ -2,7 +2,8 @@
 
 Sizes: Gemma-2 of width 64 (= the transformer's caption channels), an LTX-2 VAE with 16 latent channels and
 the real 8 x 32 x 32 compression, and diffusers' ``SanaWMTransformer3DModel`` at width 224 (head dim 112,
-blocks GDN, GDN, GDN, softmax) with every parameter perturbed, loaded strictly into ours.
+blocks GDN, GDN, GDN, softmax) with every parameter perturbed, loaded strictly into ours. The stage-2
+refiner is tests/refiner's tiny one with 16 latent channels (the stage-1 VAE's), saved in the release layout.
 """
 
 from __future__ import annotations
@@ -109,6 +110,26 @@ def source_image(height: int = IMAGE_HW[0], width: int = IMAGE_HW[1], seed: int 
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
+def save_tiny_refiner(root: Path) -> Path:
+    """The tiny refiner in the release layout ``root/refiner/{transformer,connectors,text_encoder}``.
+
+    The transformer is saved as diffusers' ``LTX2VideoTransformer3DModel`` (audio stream included), the
+    class the release stores.
+    """
+    import tiny_refiner
+    from diffusers import LTX2VideoTransformer3DModel
+
+    folder = root / "refiner"
+    config = dict(tiny_refiner.transformer().config)
+    transformer = LTX2VideoTransformer3DModel.from_config({**config, "in_channels": 16, "out_channels": 16})
+    tiny_refiner._perturb(transformer, 10)
+    transformer.save_pretrained(folder / "transformer")
+    tiny_refiner.connectors().save_pretrained(folder / "connectors")
+    tiny_refiner.gemma3().save_pretrained(folder / "text_encoder")
+    tiny_refiner.tokenizer().save_pretrained(folder / "text_encoder")
+    return folder
+
+
 def make_pipeline(tiny):
     from sana_wm.pipeline import Pipeline
     from sana_wm.text_encoder import TextEncoder
@@ -128,6 +149,30 @@ def weight_args(dirs: SimpleNamespace) -> list[str]:
     ]
 
 
+def refiner_args(refiner_dir: Path) -> list[str]:
+    return [
+        "--refiner_checkpoint",
+        str(refiner_dir),
+        "--refiner_gemma_root",
+        str(refiner_dir / "text_encoder"),
+    ]
+
+
 def save_png(path: Path, image: Image.Image) -> str:
     image.save(path)
     return str(path)
+
+
+def block_means(video_FHW3: np.ndarray, k: int = 8) -> np.ndarray:
+    """Mean of every ``k`` x ``k`` pixel block of every frame and channel: what H.264 keeps of pixel noise."""
+    f, h, w, c = video_FHW3.shape
+    return video_FHW3.astype(np.float64).reshape(f, h // k, k, w // k, k, c).mean(axis=(2, 4))
+
+
+def frame_correlations(a_FHW3: np.ndarray, b_FHW3: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every frame of ``a`` with every frame of ``b``: (F, F)."""
+    a = a_FHW3.reshape(len(a_FHW3), -1).astype(np.float64)
+    b = b_FHW3.reshape(len(b_FHW3), -1).astype(np.float64)
+    a = (a - a.mean(1, keepdims=True)) / np.linalg.norm(a - a.mean(1, keepdims=True), axis=1, keepdims=True)
+    b = (b - b.mean(1, keepdims=True)) / np.linalg.norm(b - b.mean(1, keepdims=True), axis=1, keepdims=True)
+    return a @ b.T

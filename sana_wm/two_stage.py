@@ -1,0 +1,214 @@
+"""Stage 1 then the stage-2 refiner: SANA-WM's default output (``sana-wm generate`` without ``--no_refiner``).
+
+:func:`generate_two_stage` runs stage 1 (:class:`~sana_wm.pipeline.Pipeline`, F = 8k + 1 frames) and then
+:func:`refine`, which, in order (timing keys in brackets):
+
+1. frees the GPU of the stage-1 transformer and Gemma-2 (:meth:`Pipeline.release_models`), so the peak GPU
+   memory is that of the larger stage, not of both;
+2. loads the refiner from its folders with the pipeline's VAE, device, dtype and offload mode
+   [``refiner_load``];
+3. encodes the prompt (Gemma-3 + connectors) and drops Gemma-3 [``refine_text``];
+4. refines the stage-1 latents (:class:`sana_wm.refiner.Refiner`) [``refine``], then drops the refiner;
+5. decodes the refined latents lazily without their first pixel frame (the sink anchor): F - 1 frames, whose
+   poses and intrinsics are those of stage-1 frames 1 .. F - 1 (``c2w[1:F]``,
+   :func:`sana_wm.refiner.align_to_refined`).
+
+The refined latents are exactly what the refiner library gives for the stage-1 latents: nothing here
+changes the numbers, only the order in which models occupy the GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sana_wm.camera import latent_frames
+from sana_wm.camera.trajectory import VAE_TIME_STRIDE
+from sana_wm.errors import InputError
+from sana_wm.pipeline import GenerationOutput, Pipeline, timed_stage
+from sana_wm.refiner import (
+    REFINER_SIGMAS,
+    Refiner,
+    RefinerMode,
+    RefinerPaths,
+    _check_call,
+    align_to_refined,
+    decode_refined,
+    refined_num_frames,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RefinerSettings:
+    """How the refiner runs; defaults are the official bidirectional release's.
+
+    Attributes:
+        mode: ``"single_shot"`` (all refined frames attend to each other) or ``"chunk_causal"``.
+        sink_size: clean latent frames kept as the attention sink (``--sink_size``).
+        block_size: latent frames per block in ``chunk_causal`` mode (``--refiner_block_size``).
+        kv_max_frames: sink + history latent frames a ``chunk_causal`` block attends to
+            (``--refiner_kv_max_frames``).
+        seed: seed of the refiner's noise generator, on the compute device (``--refiner_seed``).
+        fp8: store the refiner transformer's weights as float8 (``--refiner_fp8``); only applies when the
+            refiner is loaded here from its folders.
+    """
+
+    mode: RefinerMode = "single_shot"
+    sink_size: int = 1
+    block_size: int = 3
+    kv_max_frames: int = 11
+    seed: int = 42
+    fp8: bool = False
+
+
+def check_refiner_settings(
+    settings: RefinerSettings, num_frames: int, *, fps: float = 16.0, stride: int = VAE_TIME_STRIDE
+) -> None:
+    """Raise :class:`InputError` (naming the flag) unless ``settings`` can refine ``num_frames`` pixel frames.
+
+    The same checks the refiner runs on its input, done before any weight is loaded.
+    """
+    num_latent = latent_frames(num_frames, stride)
+    if num_latent < 2:
+        raise InputError(
+            f"--num_frames: the refiner needs at least {stride + 1} frames (2 latent frames), "
+            f"got {num_frames}; pass --no_refiner for shorter videos"
+        )
+    if isinstance(settings.seed, bool) or not isinstance(settings.seed, int):
+        raise InputError(f"--refiner_seed: must be a whole number, got {settings.seed!r}")
+    # The refiner's own validation, on a tensor that has the latents' shape and no storage.
+    like = torch.empty((1, 1, num_latent, 1, 1), device="meta")
+    _check_call(
+        like,
+        1,
+        settings.mode,
+        settings.sink_size,
+        settings.block_size,
+        settings.kv_max_frames,
+        REFINER_SIGMAS,
+        fps,
+    )
+
+
+def generate_two_stage(
+    pipeline: Pipeline,
+    image: Image.Image | np.ndarray,
+    prompt: str,
+    *,
+    refiner: Refiner | RefinerPaths | None = None,
+    settings: RefinerSettings = RefinerSettings(),
+    fps: float = 16.0,
+    progress: bool = True,
+    **stage1: Any,
+) -> GenerationOutput:
+    """Stage 1 (``pipeline(image, prompt, **stage1)``) and then :func:`refine`: the refined video.
+
+    ``stage1`` takes the keyword arguments of :meth:`Pipeline.__call__` (``action`` or ``c2w``,
+    ``intrinsics``, ``num_frames``, ``seed``, ``steps``, ...). The settings are checked against the
+    requested frame count (and the refiner's presence) before stage 1 starts. Returns F - 1 frames;
+    ``.stage1`` is stage 1's result.
+    """
+    if refiner is None and pipeline.refiner_weights is None:
+        raise ValueError("refine: no refiner given and the pipeline was not loaded with refiner=True")
+    stride = pipeline.vae.vae.temporal_compression_ratio
+    check_refiner_settings(settings, int(stage1.get("num_frames", 161)), fps=fps, stride=stride)
+    first = pipeline(image, prompt, progress=progress, **stage1)
+    return refine(pipeline, first, prompt, refiner=refiner, settings=settings, fps=fps, progress=progress)
+
+
+def refine(
+    pipeline: Pipeline,
+    stage1: GenerationOutput,
+    prompt: str,
+    *,
+    refiner: Refiner | RefinerPaths | None = None,
+    settings: RefinerSettings = RefinerSettings(),
+    fps: float = 16.0,
+    progress: bool = True,
+) -> GenerationOutput:
+    """Refine a stage-1 result of ``pipeline``; the returned frames decode lazily with the pipeline's VAE.
+
+    Args:
+        pipeline: the pipeline that made ``stage1`` (its VAE decodes the refined latents); its transformer
+            and Gemma-2 leave the GPU first (:meth:`Pipeline.release_models`).
+        stage1: the stage-1 result (F frames).
+        prompt: the same prompt, encoded again by the refiner's Gemma-3.
+        refiner: the refiner's folders (loaded here with the pipeline's VAE, device, dtype and offload mode;
+            Gemma-3 is dropped once the prompt is encoded and the whole refiner when it is done), a loaded
+            :class:`Refiner` (used as it is and kept intact), or None for ``pipeline.refiner_weights``
+            (``load_pipeline(..., refiner=True)``).
+        settings: mode, sink, block and window sizes, seed, fp8.
+        fps: frame rate of the video (the refiner's temporal positions are in seconds).
+        progress: a tqdm bar over the refiner's steps, and over decoding.
+
+    Returns:
+        F - 1 frames, ``c2w[1:F]``, ``intrinsics[1:F]``, the refined latents (CPU, model dtype), stage 1's
+        timings plus ``refiner_load``, ``refine_text`` and ``refine``, and ``stage1``.
+    """
+    if refiner is None:
+        refiner = pipeline.refiner_weights
+    if refiner is None:
+        raise ValueError("refine: no refiner given and the pipeline was not loaded with refiner=True")
+    timings = {k: v for k, v in stage1.timings.items() if k != "decode"}
+    memory = {k: v for k, v in stage1.peak_memory_gib.items() if k != "decode"}
+
+    def stage(name: str) -> AbstractContextManager[None]:
+        return timed_stage(name, device=pipeline.device, timings=timings, memory=memory)
+
+    pipeline.release_models()
+    owned = isinstance(refiner, RefinerPaths)
+    if owned:
+        with stage("refiner_load"):
+            refiner = Refiner.from_paths(
+                refiner,
+                vae=pipeline.vae,
+                device=pipeline.device,
+                dtype=pipeline.dtype,
+                offload=pipeline.offload,
+                fp8=settings.fp8,
+            )
+    with stage("refine_text"):
+        text = refiner.encode_prompt(prompt)
+        if owned:
+            refiner.release_text_encoder()
+    with stage("refine"):
+        refined = refiner(
+            stage1.latents,
+            text,
+            mode=settings.mode,
+            sink_size=settings.sink_size,
+            block_size=settings.block_size,
+            kv_max_frames=settings.kv_max_frames,
+            seed=settings.seed,
+            fps=fps,
+            progress=progress,
+        ).to("cpu")
+    if owned:
+        del refiner, text
+        if pipeline.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    num_frames = refined_num_frames(stage1.num_frames)
+    frames = pipeline.lazy_frames(
+        refined, num_frames, timings=timings, memory=memory, progress=progress, decode=decode_refined
+    )
+    return dataclasses.replace(
+        stage1,
+        frames=frames,
+        c2w=align_to_refined(stage1.c2w),
+        intrinsics=align_to_refined(stage1.intrinsics),
+        latents=refined,
+        num_frames=num_frames,
+        timings=timings,
+        peak_memory_gib=memory,
+        stage1=stage1,
+    )
