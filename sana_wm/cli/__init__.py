@@ -16,7 +16,15 @@ from collections.abc import Sequence
 from sana_wm.errors import InputError
 
 # Subcommand modules, in the order `sana-wm --help` lists them.
-_COMMANDS = ("demo", "trajectory", "overlay_demo", "generate", "worlds", "cache_latents")
+_COMMANDS = (
+    "demo",
+    "trajectory",
+    "overlay_demo",
+    "generate",
+    "worlds",
+    "cache_latents",
+    "train",
+)
 
 
 class _Parser(argparse.ArgumentParser):

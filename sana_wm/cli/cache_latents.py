@@ -1,0 +1,62 @@
+"""``sana-wm cache-latents``: encode a dataset's clips with a video VAE into the latent shards."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sana_wm.cli._args import flag
+from sana_wm.errors import InputError
+
+log = logging.getLogger("sana_wm")
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache-latents", help="fill a dataset's latent zips (<key>.npz, z in (C,T,H,W))")
+    p.add_argument(
+        "dir", metavar="DIR", help="dataset directory: reads DIR/raw/*.zip, writes DIR/latents/*.zip"
+    )
+    p.add_argument(
+        "--vae",
+        required=True,
+        metavar="PATH",
+        help="diffusers AutoencoderKLLTX2Video folder (with config.json) or a model folder/repo with vae/",
+    )
+    p.add_argument(*flag("--raw_dir"), dest="raw_dir", help="raw shards (default DIR/raw)")
+    p.add_argument(*flag("--latent_dir"), dest="latent_dir", help="latent shards (default DIR/latents)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="VAE compute dtype")
+    p.add_argument(
+        *flag("--latent_dtype"), dest="latent_dtype", choices=["float32", "float16"], default="float32"
+    )
+    p.add_argument("--overwrite", action="store_true", help="re-encode shards that already have latents")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sana_wm.data.latents import cache_latents
+    from sana_wm.vae import VideoVAE
+
+    root = Path(args.dir)
+    raw_dir = Path(args.raw_dir) if args.raw_dir else root / "raw"
+    latent_dir = Path(args.latent_dir) if args.latent_dir else root / "latents"
+    if not raw_dir.is_dir():
+        raise InputError(f"DIR: {raw_dir} is not a directory of raw shards")
+    vae_path = Path(args.vae)
+    subfolder = None if (vae_path / "config.json").is_file() else "vae"
+    vae = VideoVAE.from_pretrained(
+        args.vae,
+        dtype=DTYPES[args.dtype],
+        device=args.device,
+        local_files_only=vae_path.exists(),
+        subfolder=subfolder,
+    )
+    written = cache_latents(raw_dir, latent_dir, vae.encode_video, latent_dtype=np.dtype(args.latent_dtype))
+    log.info("wrote %d latent shard(s) under %s", len(written), latent_dir)
+    return 0

@@ -1,0 +1,233 @@
+"""Distributed checkpoints (``torch.distributed.checkpoint``) and export to one inference file.
+
+A checkpoint is the folder ``OUT_DIR/checkpoints/step_NNNNNNNN`` holding DCP shards of
+
+- ``model``: parameters and buffers (FSDP2 shards, or plain tensors single-process);
+- ``optim``: AdamW state (``get_optimizer_state_dict``);
+- ``ema``: the weight average, when enabled;
+- ``train``: ``step`` and ``samples`` (global samples consumed: the data position, since the data order and
+  every random draw are functions of the step);
+- ``rng``: each rank's torch RNG states (``rank{r}_cpu``/``rank{r}_cuda``);
+
+plus ``run_config.json`` (the resolved run config). It is written to ``step_NNNNNNNN.partial`` and renamed
+once every rank has finished, so only complete checkpoints carry the final name; :func:`latest_checkpoint`
+ignores anything else. DCP reshards on load, so a run may resume on a different number of processes (RNG
+states of ranks that did not exist are then left alone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed.checkpoint as dcp
+from torch import nn
+
+from sana_wm.errors import InputError
+from sana_wm.models import SanaWMConfig, SanaWMTransformer, save_transformer
+
+CHECKPOINTS = "checkpoints"
+CONFIG_FILE = "run_config.json"
+_STEP_DIR = re.compile(r"^step_(\d{8})$")
+
+
+@dataclass(kw_only=True, frozen=True)
+class CheckpointConfig:
+    """Attributes:
+    every: save every this many optimiser steps (and at the last step and on SIGTERM); 0 = only those.
+    keep_last: complete checkpoints to keep (older ones are deleted); 0 keeps all.
+    """
+
+    every: int = 50
+    keep_last: int = 3
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.keep_last < 0:
+            raise InputError(
+                f"checkpoint: every and keep_last must be >= 0, got {self.every}, {self.keep_last}"
+            )
+
+
+def step_dir(out_dir: str | Path, step: int) -> Path:
+    return Path(out_dir) / CHECKPOINTS / f"step_{step:08d}"
+
+
+def complete_checkpoints(out_dir: str | Path) -> list[Path]:
+    """Complete checkpoint folders of a run, oldest first."""
+    root = Path(out_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if _STEP_DIR.match(p.name) and (p / ".metadata").is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    found = complete_checkpoints(out_dir)
+    return found[-1] if found else None
+
+
+def _dcp_kwargs() -> dict[str, Any]:
+    return {"no_dist": not (torch.distributed.is_available() and torch.distributed.is_initialized())}
+
+
+@contextlib.contextmanager
+def _quiet_single_process() -> Iterator[None]:
+    """DCP warns on every single-process save/load, even when asked for one (``no_dist=True``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        yield
+
+
+def _rng_state(rank: int) -> dict[str, torch.Tensor]:
+    state = {f"rank{rank}_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state[f"rank{rank}_cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: Mapping[str, torch.Tensor] | None,
+    step: int = 0,
+    samples: int = 0,
+) -> dict[str, Any]:
+    """The DCP state dict: live model/optimiser/EMA tensors (loaded in place) and the counters."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    state: dict[str, Any] = {
+        "model": get_model_state_dict(model),
+        "optim": get_optimizer_state_dict(model, optimizer),
+        "train": {"step": torch.tensor(step), "samples": torch.tensor(samples)},
+    }
+    if ema is not None:
+        state["ema"] = dict(ema)
+    return state
+
+
+def save_checkpoint(
+    out_dir: str | Path,
+    step: int,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: Mapping[str, torch.Tensor] | None,
+    samples: int,
+    config: Mapping[str, Any],
+    rank: int,
+    keep_last: int,
+    barrier: Callable[[], None],
+) -> Path:
+    """Write the checkpoint of ``step`` (collective: every rank calls it) and prune old ones on rank 0."""
+    final = step_dir(out_dir, step)
+    partial = final.with_name(final.name + ".partial")
+    if rank == 0:
+        for stale in [partial, *final.parent.glob("*.deleting")]:
+            shutil.rmtree(stale, ignore_errors=True)
+        partial.mkdir(parents=True)
+    barrier()
+    state = _state(model, optimizer, ema, step, samples)
+    state["rng"] = _rng_state(rank)
+    with _quiet_single_process():
+        dcp.save(state, checkpoint_id=str(partial), **_dcp_kwargs())
+    if rank == 0:
+        (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+        if keep_last:
+            for old in complete_checkpoints(out_dir)[:-keep_last]:
+                # Renamed first, so a kill during the deletion never leaves a "complete" partial folder.
+                doomed = old.rename(old.with_name(old.name + ".deleting"))
+                shutil.rmtree(doomed, ignore_errors=True)
+    barrier()
+    return final
+
+
+def _saved_keys(path: Path) -> set[str]:
+    return set(dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata)
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: Mapping[str, torch.Tensor] | None,
+    rank: int,
+) -> tuple[int, int]:
+    """Restore model, optimiser, EMA and this rank's RNG in place; returns ``(step, samples)``."""
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+    path = Path(path)
+    keys = _saved_keys(path)
+    state = _state(model, optimizer, ema)
+    if ema is not None and not any(k.startswith("ema.") for k in keys):
+        raise InputError(f"checkpoint {path}: has no EMA weights but ema.decay > 0 (set ema.decay=0)")
+    rng = {k: v.clone() for k, v in _rng_state(rank).items() if f"rng.{k}" in keys}
+    if rng:
+        state["rng"] = rng
+    with _quiet_single_process():
+        dcp.load(state, checkpoint_id=str(path), **_dcp_kwargs())
+    set_model_state_dict(model, state["model"])
+    set_optimizer_state_dict(model, optimizer, state["optim"])
+    if f"rank{rank}_cpu" in rng:
+        torch.set_rng_state(rng[f"rank{rank}_cpu"])
+    if f"rank{rank}_cuda" in rng:
+        torch.cuda.set_rng_state(rng[f"rank{rank}_cuda"])
+    return int(state["train"]["step"]), int(state["train"]["samples"])
+
+
+def read_run_config(path: str | Path) -> dict[str, Any]:
+    """The ``run_config.json`` saved with a checkpoint, as a dict."""
+    file = Path(path) / CONFIG_FILE
+    if not file.is_file():
+        raise InputError(f"checkpoint {path}: has no {CONFIG_FILE}")
+    return json.loads(file.read_text(encoding="utf-8"))
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or the latest complete checkpoint of a run folder."""
+    path = Path(path)
+    if (path / ".metadata").is_file():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise InputError(f"checkpoint: {path} is neither a checkpoint nor a run folder with checkpoints")
+    return latest
+
+
+def export_inference(checkpoint: str | Path, out_path: str | Path, *, weights: str = "ema") -> Path:
+    """Write one inference safetensors file (weights + model config) from a training checkpoint.
+
+    Runs in one process: DCP gathers the shards of any world size into full tensors. ``weights`` is
+    ``ema`` (default; an :class:`InputError` if the run had no EMA) or ``model`` (the raw weights).
+    Returns the checkpoint folder used.
+    """
+    if weights not in ("ema", "model"):
+        raise InputError(f"--weights: expected ema or model, got {weights!r}")
+    path = resolve_checkpoint(checkpoint)
+    model_cfg = SanaWMConfig.from_dict(read_run_config(path)["model"])
+    with torch.device("meta"):
+        model = SanaWMTransformer(model_cfg)
+    model.to_empty(device="cpu")
+    state: dict[str, Any] = {"model": model.state_dict()}
+    if weights == "ema":
+        if not any(k.startswith("ema.") for k in _saved_keys(path)):
+            raise InputError(f"checkpoint {path}: has no EMA weights (export with --weights model)")
+        state["ema"] = {name: torch.empty_like(p) for name, p in model.named_parameters()}
+    with _quiet_single_process():
+        dcp.load(state, checkpoint_id=str(path), no_dist=True)
+    full = dict(state["model"])
+    full.update(state.get("ema", {}))
+    model.load_state_dict(full)
+    save_transformer(model, out_path)
+    return path

@@ -1,0 +1,249 @@
+"""Process group, device and the parallelised model: the only place that wraps ``sana_wm.models``.
+
+Order (torchtitan's): build on ``meta`` → activation checkpointing per block → optional ``torch.compile``
+per block → ``fully_shard`` per block, then the root (world size > 1) → ``to_empty`` → weights.
+
+Weights: random initialisation runs ``SanaWMTransformer.init_weights`` once, in fp32 on the CPU under the
+run seed (on rank 0 when sharded), and the result is broadcast into the shards with
+``set_model_state_dict(full_state_dict=True, broadcast_from_rank0=True)``; ``init_from`` loads a checkpoint
+the same way. Two reasons not to run ``init_weights`` on the shards directly: it is not ``DTensor``-safe
+(an indexed fill of the short-conv taps has no sharding rule), and per-shard random draws would make the
+initial weights depend on the world size, which the "same loss on 1 and N processes" check relies on.
+Cost: rank 0 holds one full fp32 copy on the CPU while initialising (10.6 GB at 2.6 B parameters).
+
+Precision: ``autocast="auto"`` runs the forward under bf16 autocast on CUDA and in fp32 on the CPU;
+FSDP2's ``MixedPrecisionPolicy`` gathers parameters in ``param_dtype`` and reduces gradients in
+``reduce_dtype`` (official: bf16 / fp32); master weights and optimiser state stay fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from sana_wm.errors import InputError
+from sana_wm.models import SanaWMConfig, SanaWMTransformer, load_transformer
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass(kw_only=True, frozen=True)
+class ParallelConfig:
+    """Attributes:
+    activation_checkpointing: recompute every block in the backward pass (official on).
+    compile: ``torch.compile`` each block.
+    param_dtype: FSDP2 dtype of gathered parameters; ``auto`` = bf16 on CUDA, fp32 on the CPU.
+    reduce_dtype: FSDP2 dtype of the gradient reduce-scatter.
+    reshard_after_forward: free gathered block parameters after the forward (official False: keep them
+        for the backward, trading memory for one all-gather per block).
+    autocast: ``auto`` = bf16 autocast on CUDA, none on the CPU; ``bf16`` (CUDA only); ``off``.
+    """
+
+    activation_checkpointing: bool = True
+    compile: bool = False
+    param_dtype: Literal["auto", "bf16", "fp32"] = "auto"
+    reduce_dtype: Literal["bf16", "fp32"] = "fp32"
+    reshard_after_forward: bool = False
+    autocast: Literal["auto", "bf16", "off"] = "auto"
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process runs: ``rank`` of ``world_size`` processes, its ``device``."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: Literal["auto", "cpu", "cuda"]) -> DistInfo:
+    """Join the process group that ``torchrun`` describes (``WORLD_SIZE`` > 1), else run single-process.
+
+    Backend: NCCL on CUDA, gloo on the CPU. Each process uses ``cuda:LOCAL_RANK`` on CUDA.
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("device: cuda requested but torch.cuda.is_available() is False")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    torch_device = torch.device("cuda", local_rank) if device == "cuda" else torch.device("cpu")
+    if device == "cuda":
+        torch.cuda.set_device(torch_device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
+    return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=torch_device)
+
+
+def _mp_dtypes(cfg: ParallelConfig, device: torch.device) -> tuple[torch.dtype, torch.dtype]:
+    param = cfg.param_dtype if cfg.param_dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    return DTYPES[param], DTYPES[cfg.reduce_dtype]
+
+
+def autocast_context(cfg: ParallelConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """The forward's autocast: bf16 on CUDA (``auto``/``bf16``), nothing on the CPU."""
+    if cfg.autocast == "bf16" and device.type != "cuda":
+        raise InputError("parallel.autocast: bf16 autocast is for CUDA; use auto or off on the CPU")
+    if cfg.autocast == "off" or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16)
+
+
+def _full_init_state(model_cfg: SanaWMConfig, seed: int, init_from: str | None) -> dict[str, torch.Tensor]:
+    """Full fp32 CPU weights: loaded from ``init_from`` or ``init_weights`` under ``seed``."""
+    if init_from is not None:
+        # The run's model config wins; a checkpoint of another shape fails the strict load.
+        return load_transformer(init_from, device="cpu", dtype=torch.float32, config=model_cfg).state_dict()
+    with torch.device("meta"):
+        model = SanaWMTransformer(model_cfg)
+    model.to_empty(device="cpu")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.init_weights()
+    return model.state_dict()
+
+
+@functools.cache
+def unused_parameters(model_cfg: SanaWMConfig) -> frozenset[str]:
+    """Names of parameters the forward never touches (no gradient): ``raymap_embedder`` (in the checkpoint,
+    never computed) and the delta-rule gates that softmax blocks carry but do not use.
+
+    Found by one forward/backward of a width-8 model with the same block layout on a 2×1×1 latent, so the
+    list follows the model code instead of being written out here.
+    """
+    probe_cfg = dataclasses.replace(
+        model_cfg,
+        in_channels=1,
+        hidden_size=8,
+        head_dim=8,
+        cross_attn_heads=1,
+        caption_channels=1,
+        mlp_ratio=1.0,
+        plucker_channels=1,
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a few hundred tiny ops: threads only add overhead
+    try:
+        with torch.random.fork_rng(devices=[]):
+            probe = SanaWMTransformer(probe_cfg)
+        return _probe_unused(probe)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _probe_unused(probe: SanaWMTransformer) -> frozenset[str]:
+    camera_B_T20 = torch.zeros(1, 2, 20)
+    camera_B_T20[..., [0, 5, 10, 15]] = 1.0
+    camera_B_T20[..., 16:] = torch.tensor([1.0, 1.0, 0.5, 0.5])
+    out = probe(
+        torch.ones(1, 1, 2, 1, 1),
+        torch.full((1, 1, 2), 500.0),
+        torch.ones(1, 1, 1),
+        torch.ones(1, 1),
+        camera_B_T20,
+        torch.ones(1, 1, 2, 1, 1),
+    )
+    out.sum().backward()
+    return frozenset(name for name, p in probe.named_parameters() if p.grad is None)
+
+
+def build_model(
+    model_cfg: SanaWMConfig,
+    cfg: ParallelConfig,
+    info: DistInfo,
+    *,
+    seed: int,
+    init_from: str | None = None,
+) -> SanaWMTransformer:
+    """The trainable transformer on ``info.device``: plain when single-process, FSDP2-sharded otherwise.
+
+    :func:`unused_parameters` are frozen, so every trainable parameter receives a gradient and the
+    optimiser state (what DCP saves and expects on load) is complete from the first step.
+    """
+    with torch.device("meta"):
+        model = SanaWMTransformer(model_cfg)
+    unused = unused_parameters(model_cfg)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name not in unused)
+    model.gradient_checkpointing = cfg.activation_checkpointing
+    if cfg.compile:
+        for block in model.blocks:
+            block.compile()
+    if info.distributed:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        mesh = init_device_mesh(info.device.type, (info.world_size,))
+        param_dtype, reduce_dtype = _mp_dtypes(cfg, info.device)
+        policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
+        for block in model.blocks:
+            fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.reshard_after_forward)
+        fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.reshard_after_forward)
+        model.to_empty(device=info.device)
+        full = _full_init_state(model_cfg, seed, init_from) if info.is_main else {}
+        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        set_model_state_dict(model, full, options=options)
+        return model
+    model.to_empty(device="cpu")
+    model.load_state_dict(_full_init_state(model_cfg, seed, init_from))
+    return model.to(info.device)
+
+
+def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Mean of ``value`` over ranks (identity when single-process)."""
+    if info.distributed:
+        value = value.detach().clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= info.world_size
+    return value
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """True if ``flag`` is set on any rank (so every rank takes the same branch)."""
+    if not info.distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()
+
+
+def shutdown(info: DistInfo) -> None:
+    if info.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def unwrap_grad_norm(norm: torch.Tensor) -> torch.Tensor:
+    """A ``clip_grad_norm_`` result as a plain tensor (FSDP2 returns a ``DTensor``)."""
+    full = getattr(norm, "full_tensor", None)
+    return full() if callable(full) else norm
+
+
+def set_gradient_sync(model: nn.Module, enabled: bool) -> None:
+    """Skip (False) or run (True) the FSDP2 gradient reduce-scatter; a no-op without FSDP."""
+    setter = getattr(model, "set_requires_gradient_sync", None)
+    if callable(setter):
+        setter(enabled)

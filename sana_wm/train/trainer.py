@@ -1,0 +1,314 @@
+"""The training loop: one visible step (accumulate, clip, step, EMA, log, checkpoint), nothing hidden.
+
+Launch with ``sana-wm train run`` (one process) or ``torchrun --nproc_per_node=N -m sana_wm train run``;
+the loop is the same, :mod:`sana_wm.train.parallel` decides between a plain model and FSDP2.
+
+Determinism: every random draw of a sample (timesteps, image condition, caption dropout, noise) comes from
+a generator seeded by ``(seed, step, position in the global batch)``, and the data order is a function of
+the step (:mod:`sana_wm.train.dataset`). Hence the same run on 1 or N processes sees the same global batches
+and draws, and a resumed run continues exactly where the checkpoint left off (bit-identical on the CPU).
+
+Stopping: SIGTERM sets a flag; at the next step boundary all ranks agree on it, save a checkpoint and return
+normally. Starting a run whose ``out_dir`` holds checkpoints resumes from the newest complete one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sana_wm.errors import InputError
+from sana_wm.train import parallel
+from sana_wm.train.checkpoint import (
+    CONFIG_FILE,
+    latest_checkpoint,
+    load_checkpoint,
+    read_run_config,
+    save_checkpoint,
+)
+from sana_wm.train.config import RunConfig, config_diff
+from sana_wm.train.dataset import (
+    PlannedSampler,
+    SamplePlan,
+    TrainingDataset,
+    build_dataset,
+    collate,
+    micro_batch_plan,
+)
+from sana_wm.train.ema import EMA
+from sana_wm.train.losses import flow_inputs, flow_loss, load_null_caption
+from sana_wm.train.metrics import MetricsLogger, peak_memory_gb
+from sana_wm.train.optim import build_optimizer, lr_at, set_lr
+
+log = logging.getLogger("sana_wm")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """How a run ended: the last completed ``step``, whether it ``stopped`` early on request, the last
+    checkpoint written (None if none)."""
+
+    step: int
+    stopped: bool
+    checkpoint: Path | None
+
+
+def sample_rng(cfg: RunConfig, step: int, sample: SamplePlan) -> np.random.Generator:
+    """The generator of every random draw of one sample (see the module docstring)."""
+    if cfg.loss.fixed_noise:
+        return np.random.default_rng([cfg.seed, sample.index])
+    return np.random.default_rng([cfg.seed, step, sample.position, 0])
+
+
+class Trainer:
+    """Runs one :class:`RunConfig`. ``dataset`` overrides ``config.data`` (tests, custom data).
+
+    After :meth:`run`, ``model``, ``optimizer`` and ``ema`` hold the final training state.
+    """
+
+    def __init__(self, config: RunConfig, *, dataset: TrainingDataset | None = None) -> None:
+        self.cfg = config
+        self.dataset = dataset
+        self.model: torch.nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.ema: EMA | None = None
+        self._stop = False
+        self._text_encoder: Any = None
+        self._null_text: torch.Tensor | None = None
+
+    def request_stop(self) -> None:
+        """Ask the loop to checkpoint and return at the next step boundary (what SIGTERM does)."""
+        self._stop = True
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping")
+        self._stop = True
+
+    def run(self) -> TrainResult:
+        """Train from the latest checkpoint in ``out_dir`` (or from scratch) to ``max_steps``."""
+        self._stop = False
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if in_main_thread else None
+        threads = torch.get_num_threads()
+        info = parallel.init_distributed(self.cfg.device)
+        try:
+            return self._run(info)
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous)
+            torch.set_num_threads(threads)
+            parallel.shutdown(info)
+
+    def _run(self, info: parallel.DistInfo) -> TrainResult:
+        cfg = self.cfg
+        if not info.is_main:
+            log.setLevel(logging.ERROR)  # one console for the whole job: rank 0's
+        if cfg.cpu_threads and info.device.type == "cpu":
+            torch.set_num_threads(cfg.cpu_threads)
+        micro_batch = cfg.micro_batch_size(info.world_size)
+        out_dir = Path(cfg.out_dir)
+        if info.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        parallel.barrier(info)
+        config_dict = cfg.to_dict()
+
+        model = parallel.build_model(cfg.model, cfg.parallel, info, seed=cfg.seed, init_from=cfg.init_from)
+        model.train()
+        optimizer = build_optimizer(model, cfg.optim)
+        ema = EMA(model, cfg.ema) if cfg.ema.enabled else None
+        self.model, self.optimizer, self.ema = model, optimizer, ema
+        dataset = self.dataset or build_dataset(
+            cfg.data,
+            channels=cfg.model.in_channels,
+            caption_channels=cfg.model.caption_channels,
+            seed=cfg.seed,
+        )
+        metrics = MetricsLogger(out_dir, cfg.metrics, enabled=info.is_main, max_steps=cfg.max_steps)
+
+        step, last_checkpoint = 0, latest_checkpoint(out_dir)
+        if last_checkpoint is not None:
+            self._check_resume(last_checkpoint, config_dict)
+            step, _ = load_checkpoint(
+                last_checkpoint,
+                model=model,
+                optimizer=optimizer,
+                ema=None if ema is None else ema.state_dict(),
+                rank=info.rank,
+            )
+            log.info("resuming from %s (step %d)", last_checkpoint, step)
+        metrics.rollback(step)
+        if info.is_main:
+            (out_dir / CONFIG_FILE).write_text(json.dumps(config_dict, indent=2) + "\n", encoding="utf-8")
+        if step >= cfg.max_steps:
+            log.info("nothing to do: step %d >= max_steps %d", step, cfg.max_steps)
+            metrics.close()
+            return TrainResult(step, False, last_checkpoint)
+
+        plan = functools.partial(
+            micro_batch_plan,
+            num_items=len(dataset),
+            global_batch=cfg.global_batch_size,
+            micro_batch=micro_batch,
+            rank=info.rank,
+            world_size=info.world_size,
+            seed=cfg.seed,
+            shuffle=cfg.data.shuffle,
+        )
+        loader = torch.utils.data.DataLoader(
+            dataset,  # type: ignore[arg-type]
+            batch_sampler=PlannedSampler(plan, step, cfg.max_steps, cfg.grad_accum_steps),
+            num_workers=cfg.data.num_workers,
+            collate_fn=collate,
+            pin_memory=info.device.type == "cuda",
+        )
+        batches = iter(loader)
+        params = [p for p in model.parameters() if p.requires_grad]
+        max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
+        autocast = functools.partial(parallel.autocast_context, cfg.parallel, info.device)
+
+        window_loss = torch.zeros((), device=info.device)
+        window_norm = torch.zeros((), device=info.device)
+        window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
+        stopped = False
+        while step < cfg.max_steps:
+            lr = lr_at(step, cfg.optim, cfg.max_steps)
+            set_lr(optimizer, lr)
+            for micro in range(cfg.grad_accum_steps):
+                batch = next(batches)
+                rngs = [sample_rng(cfg, step, s) for s in plan(step, micro)]
+                parallel.set_gradient_sync(model, micro == cfg.grad_accum_steps - 1)
+                with autocast():
+                    loss = self._loss(model, batch, rngs, info.device)
+                (loss / cfg.grad_accum_steps).backward()
+                window_loss += loss.detach() / cfg.grad_accum_steps
+                window_tokens += batch["latents"][0, 0].numel() * batch["latents"].shape[0] * info.world_size
+            grad_norm = parallel.unwrap_grad_norm(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if ema is not None:
+                ema.update(step)
+            window_norm += grad_norm.detach()
+            window_steps += 1
+
+            if step % cfg.metrics.log_every == 0 or step == cfg.max_steps:
+                mean = parallel.all_reduce_mean(torch.stack([window_loss, window_norm]) / window_steps, info)
+                elapsed = time.perf_counter() - window_start
+                metrics.log(
+                    step,
+                    loss=float(mean[0]),
+                    lr=lr,
+                    grad_norm=float(mean[1]),
+                    samples_per_s=window_steps * cfg.global_batch_size / elapsed,
+                    tokens_per_s=window_tokens / elapsed,
+                    mem_gb=peak_memory_gb(info.device),
+                    seconds_per_step=elapsed / window_steps,
+                )
+                window_loss.zero_()
+                window_norm.zero_()
+                window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
+
+            stopped = parallel.any_rank(self._stop, info)
+            every = cfg.checkpoint.every
+            if stopped or step == cfg.max_steps or (every and step % every == 0):
+                save_start = time.perf_counter()
+                last_checkpoint = save_checkpoint(
+                    out_dir,
+                    step,
+                    model=model,
+                    optimizer=optimizer,
+                    ema=None if ema is None else ema.state_dict(),
+                    samples=step * cfg.global_batch_size,
+                    config=config_dict,
+                    rank=info.rank,
+                    keep_last=cfg.checkpoint.keep_last,
+                    barrier=functools.partial(parallel.barrier, info),
+                )
+                log.info("saved %s", last_checkpoint)
+                window_start += time.perf_counter() - save_start  # throughput counts training only
+            if stopped:
+                log.warning("stopped at step %d; run the same command again to resume", step)
+                break
+        metrics.close()
+        return TrainResult(step, stopped, last_checkpoint)
+
+    def _check_resume(self, checkpoint: Path, config_dict: dict[str, Any]) -> None:
+        changed = config_diff(read_run_config(checkpoint), config_dict)
+        model_changes = [k for k in changed if k.startswith("model.")]
+        if model_changes:
+            raise InputError(
+                f"out_dir: {self.cfg.out_dir} holds a run of another model ({', '.join(model_changes)} "
+                "differ); use a new out_dir"
+            )
+        if changed:
+            log.warning("resuming %s with changed settings: %s", checkpoint, ", ".join(changed))
+
+    def _text(self, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+        if "text" in batch:
+            return batch["text"].to(device, non_blocking=True)
+        if self.cfg.data.text_encoder == "none":
+            batch_size, tokens = len(batch["prompt"]), self.cfg.data.text_max_length
+            mask = torch.zeros(batch_size, tokens, dtype=torch.int64)
+            mask[:, 0] = 1
+            batch["text_mask"] = mask
+            return torch.zeros(batch_size, tokens, self.cfg.model.caption_channels, device=device)
+        text, mask = self._encoder(device).encode(
+            batch["prompt"], use_chi_prompt=True, max_length=self.cfg.data.text_max_length
+        )
+        batch["text_mask"] = mask
+        return text
+
+    def _encoder(self, device: torch.device) -> Any:
+        if self._text_encoder is None:
+            from sana_wm.text_encoder import TextEncoder  # imports transformers; only for prompt datasets
+
+            self._text_encoder = TextEncoder.from_pretrained(self.cfg.data.text_encoder, device=device)
+        return self._text_encoder
+
+    def _null_caption(self, batch: dict[str, Any], text: torch.Tensor, device: torch.device) -> torch.Tensor:
+        spec = self.cfg.loss.null_caption
+        if spec != "empty_prompt":
+            return load_null_caption(spec, *text.shape[1:]).to(device)
+        if "prompt" not in batch or self.cfg.data.text_encoder == "none":
+            raise InputError(
+                "loss.null_caption: empty_prompt needs prompts and a data.text_encoder to encode"
+            )
+        null, _ = self._encoder(device).encode([""], use_chi_prompt=True, max_length=text.shape[1])
+        return null[0].float()
+
+    def _loss(
+        self,
+        model: torch.nn.Module,
+        batch: dict[str, Any],
+        rngs: list[np.random.Generator],
+        device: torch.device,
+    ) -> torch.Tensor:
+        text = self._text(batch, device)
+        if self._null_text is None:
+            self._null_text = self._null_caption(batch, text, device)
+        x0 = batch["latents"].to(device, non_blocking=True)
+        inputs = flow_inputs(x0, text, self._null_text, self.cfg.loss, rngs)
+        pred = model(
+            inputs.noisy,
+            inputs.timestep,
+            inputs.text,
+            batch["text_mask"].to(device, non_blocking=True),
+            batch["camera_conditions"].to(device, non_blocking=True),
+            batch["chunk_plucker"].to(device, non_blocking=True),
+        )
+        return flow_loss(pred, inputs.target, inputs.loss_mask)
+
+
+def train(config: RunConfig, *, dataset: TrainingDataset | None = None) -> TrainResult:
+    """Run ``config`` to completion (or until stopped); see :class:`Trainer`."""
+    return Trainer(config, dataset=dataset).run()

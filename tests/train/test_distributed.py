@@ -1,0 +1,148 @@
+"""Multi-process training and interruption, through the real CLI in subprocesses.
+
+- two processes (torchrun, gloo, FSDP2 on the CPU) follow the one-process loss curve at the same global
+  batch, stop together on SIGTERM, and their checkpoint exports to the same weights and resumes in one
+  process;
+- SIGTERM makes a run save at the end of its step and return; a run killed by SIGKILL (CLI subprocess)
+  leaves only complete checkpoints; resuming after either reproduces the uninterrupted losses bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from train_helpers import DEBUG_RECIPE, debug_config
+
+from sana_wm.cli import main
+from sana_wm.models import load_transformer
+from sana_wm.train import SyntheticClips, Trainer, read_metrics, train
+from sana_wm.train.checkpoint import export_inference, latest_checkpoint
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sana_wm", "--quiet", "train", "run", "--recipe", str(DEBUG_RECIPE), *args]
+
+
+def _losses(out_dir: Path) -> list[float]:
+    return [r["loss"] for r in read_metrics(out_dir)]
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, out_dir: Path, timeout: float = 90.0) -> int:
+    """Poll until a complete checkpoint exists; return its step."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        latest = latest_checkpoint(out_dir)
+        if latest is not None:
+            return int(latest.name.removeprefix("step_"))
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.005)
+    raise AssertionError("no checkpoint appeared")
+
+
+def _step(checkpoint: Path) -> int:
+    return int(checkpoint.name.removeprefix("step_"))
+
+
+def test_two_processes_match_one_and_stop_on_sigterm(tmp_path):
+    """torchrun, 2 ranks: the 1-rank loss curve; SIGTERM to torchrun reaches both ranks, which agree to save
+    at the same step boundary; the sharded checkpoint exports to the 1-rank weights and resumes on 1 rank."""
+    one = debug_config(tmp_path / "one", "max_steps=10", "checkpoint.every=1", "checkpoint.keep_last=0")
+    train(one)
+    two_dir = tmp_path / "two" / "run"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd = [*launch, "-m", "sana_wm", "--quiet", "train", "run", "--recipe", str(DEBUG_RECIPE)]
+    cmd += [f"out_dir={two_dir}", "max_steps=10", "checkpoint.every=2"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(proc, two_dir)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=90)
+    stopped_at = _step(latest_checkpoint(two_dir))
+    assert f"stopped at step {stopped_at};" in stderr, stderr[-3000:]
+    assert 2 <= stopped_at < 10
+    reference, sharded = _losses(Path(one.out_dir)), _losses(two_dir)
+    assert len(sharded) == stopped_at
+    assert max(abs(a - b) for a, b in zip(reference, sharded, strict=False)) < 1e-5, (reference, sharded)
+
+    # The sharded checkpoint gathers into the same single-file weights as the one-process run's.
+    step_dir = Path(one.out_dir) / "checkpoints" / f"step_{stopped_at:08d}"
+    export_inference(step_dir, tmp_path / "one.safetensors")
+    export_inference(two_dir, tmp_path / "two.safetensors")
+    ours = load_transformer(tmp_path / "one.safetensors")
+    theirs = load_transformer(tmp_path / "two.safetensors")
+    for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+    # ... and resumes in one process (DCP reshards) onto the one-process curve.
+    train(debug_config(tmp_path / "two", "max_steps=10", "checkpoint.every=2"))
+    after = _losses(two_dir)
+    assert len(after) == 10
+    assert max(abs(a - b) for a, b in zip(reference, after, strict=True)) < 1e-5
+
+
+class _SigtermAt:
+    """A dataset that sends SIGTERM to its own process when sample ``index`` is read ``visit``-th time."""
+
+    def __init__(self, dataset, index: int, visit: int) -> None:
+        self.dataset, self.index, self.visit, self.seen = dataset, index, visit, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        if index == self.index:
+            self.seen += 1
+            if self.seen == self.visit:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return self.dataset[index]
+
+
+def test_sigterm_saves_at_the_step_boundary_and_returns(tmp_path):
+    settings = ("max_steps=12", "checkpoint.every=0", "data.num_clips=2", "global_batch_size=1")
+    cfg = debug_config(tmp_path, *settings)
+    reference = debug_config(tmp_path / "reference", *settings)
+    train(reference)
+    clips = SyntheticClips(
+        2, channels=4, frames=5, height=4, width=4, text_tokens=6, caption_channels=8, seed=0
+    )
+    # Sample 0 is read once per 2-step epoch: the 3rd read is in step 5 or 6 (1-based).
+    result = Trainer(cfg, dataset=_SigtermAt(clips, 0, 3)).run()
+    assert result.stopped and result.step in (5, 6)
+    assert result.checkpoint == latest_checkpoint(cfg.out_dir)
+    assert result.checkpoint.name == f"step_{result.step:08d}"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed again
+    train(cfg)
+    assert _losses(Path(cfg.out_dir)) == _losses(Path(reference.out_dir))
+
+
+def test_sigkill_then_resume_reproduces_the_losses(tmp_path):
+    """Kill -9 (CLI subprocess) after the first checkpoint, rerun the same command: identical loss log."""
+    steps = ["max_steps=24", "checkpoint.every=3", "checkpoint.keep_last=0"]
+    reference = debug_config(tmp_path / "reference", *steps)
+    train(reference)
+    expected = _losses(Path(reference.out_dir))
+    assert len(expected) == 24
+
+    out_dir = tmp_path / "run"
+    args = _cli(f"out_dir={out_dir}", *steps)
+    proc = subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(proc, out_dir)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = _step(latest_checkpoint(out_dir))
+    assert 3 <= killed_at < 24
+
+    # The same command again (in this process, to save an interpreter start) resumes and finishes.
+    assert main(args[3:]) == 0
+    assert _losses(out_dir) == expected
+    assert [r["step"] for r in read_metrics(out_dir)] == list(range(1, 25))
