@@ -11,9 +11,9 @@ latents with 300 x 2304 text (the worlds demo's shapes); ``debug`` is the tests'
     python benchmarks/train_fsdp_gpu.py --nproc 2 --steps 30 --out $OUT/train_fsdp.json
     python benchmarks/train_fsdp_gpu.py --device cpu --size debug --steps 3     # gloo smoke test
 
-On CUDA the single-process run keeps fp32 weights under bf16 autocast while FSDP2 gathers bf16 weights
-(``parallel.param_dtype=auto``), so the curves agree to bf16 rounding, not bitwise; pass
-``parallel.param_dtype=fp32`` as an extra override to compare like for like. Extra ``KEY=VALUE`` arguments
+On CUDA both runs compute under bf16 autocast with fp32 weights (``parallel.param_dtype=auto``), so the
+curves agree to reduction-order rounding; ``parallel.param_dtype=bf16`` gathers bf16 weights under FSDP2
+(opt-in, see ``sana_wm/train/parallel.py``). Extra ``KEY=VALUE`` arguments
 are applied to both runs.
 """
 
