@@ -24,6 +24,7 @@ _COMMANDS = (
     "worlds",
     "cache_latents",
     "train",
+    "eval_world",
 )
 
 

@@ -1,0 +1,200 @@
+"""The demo model's recipe as data: sizes, time budgets and optimiser settings (full run and tiny check).
+
+Everything the training run does is a function of a :class:`DemoRecipe` and the wall-clock budget, so the
+recipe below *is* the documentation of how the bundled model was made (``scripts/train_demo_model.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sana_wm.demo_model import DEMO_SETTINGS, DemoSettings
+from sana_wm.models import SanaWMConfig
+from sana_wm.train.checkpoint import CheckpointConfig
+from sana_wm.train.config import RunConfig
+from sana_wm.train.ema import EMAConfig
+from sana_wm.train.losses import LossConfig
+from sana_wm.train.metrics import MetricsConfig
+from sana_wm.train.optim import OptimConfig
+from sana_wm.train.parallel import ParallelConfig
+
+
+@dataclass(frozen=True)
+class DemoRecipe:
+    """One demo-model training run.
+
+    Data: clips of ``settings.num_frames`` frames at ``settings.height x settings.width`` from
+    ``ClipSettings(seed=train_seed)``; the GPU renders indices 0, 1, ... for ``render_fraction`` of the
+    budget, CPU worker processes render indices ``cpu_index_offset + i`` until the VAE phase ends. Every
+    clip is used four times (as is, mirrored left-right, reversed in time, both). Held out: ``eval_clips``
+    clips of ``ClipSettings(seed=heldout_seed)`` and the demo world ``demo_world_seed`` built around the
+    default action's path.
+
+    VAE: ``AutoencoderKLLTX2Video`` with the ``vae_*`` sizes, trained on random ``vae_window_frames``-frame
+    windows with L1 + ``vae_grad_weight`` x L1 of image gradients + ``vae_kl_weight`` x KL (per-element
+    means), AdamW, linear warm-up then cosine to 10 % over its time budget.
+
+    DiT: :class:`SanaWMConfig` from the ``dit_*`` sizes, trained by :class:`sana_wm.train.Trainer` on the
+    normalised latents (flow matching, logit-normal timesteps with ``settings.flow_shift``, frame 0 always
+    the clean condition, the null caption), AdamW with warm-up and cosine decay to 10 %, EMA of the weights.
+    """
+
+    settings: DemoSettings = DEMO_SETTINGS
+    train_seed: int = 0
+    heldout_seed: int = 7777
+    demo_world_seed: tuple[int, int] = (7777, 4)
+    shadows: bool = True
+    # budget: fractions of the whole run's wall clock (the DiT gets what is left before eval_reserve_s)
+    render_fraction: float = 0.14
+    vae_fraction: float = 0.30
+    eval_reserve_s: float = 45.0
+    max_gpu_clips: int = 4000
+    cpu_workers: int = -1  # -1: all cores but three
+    cpu_index_offset: int = 1_000_000
+    max_cpu_clips: int = 1000
+    eval_clips: int = 6
+    # VAE
+    latent_channels: int = 32
+    vae_encoder_channels: tuple[int, int, int, int] = (32, 64, 64, 128)
+    vae_encoder_layers: tuple[int, int, int, int, int] = (1, 1, 1, 1, 1)
+    vae_decoder_channels: tuple[int, int, int] = (24, 48, 96)
+    vae_decoder_layers: tuple[int, int, int, int] = (1, 2, 2, 2)
+    vae_window_frames: int = 17
+    vae_batch: int = 8
+    vae_lr: float = 5e-4
+    vae_warmup_steps: int = 100
+    vae_kl_weight: float = 1e-5
+    vae_grad_weight: float = 0.5
+    vae_max_steps: int = 1_000_000
+    encode_batch: int = 16
+    # DiT
+    dit_hidden: int = 224
+    dit_depth: int = 6
+    dit_head_dim: int = 112
+    dit_softmax_every_n: int = 3
+    dit_mlp_ratio: float = 2.0
+    dit_caption_channels: int = 8
+    dit_batch: int = 64
+    dit_lr: float = 4e-4
+    dit_warmup_steps: int = 200
+    dit_ema_decay: float = 0.995
+    dit_calibration_steps: int = 40
+    dit_max_steps: int = 1_000_000
+    dit_log_every: int = 20
+    seed: int = 3407
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def full() -> DemoRecipe:
+    """The recipe of the bundled model (one H100/H200, about 8.5 minutes)."""
+    return DemoRecipe()
+
+
+def tiny() -> DemoRecipe:
+    """A few-second CPU run of the whole procedure on 64 x 96 clips of 17 frames (tests)."""
+    return DemoRecipe(
+        settings=dataclasses.replace(DEMO_SETTINGS, height=64, width=96, num_frames=17, steps=2),
+        shadows=False,
+        max_gpu_clips=4,
+        cpu_workers=0,
+        eval_clips=1,
+        eval_reserve_s=0.0,
+        latent_channels=8,
+        vae_encoder_channels=(8, 16, 16, 32),
+        vae_decoder_channels=(8, 16, 32),
+        vae_decoder_layers=(1, 1, 1, 1),
+        vae_window_frames=9,
+        vae_batch=2,
+        vae_warmup_steps=2,
+        vae_max_steps=3,
+        encode_batch=2,
+        dit_hidden=32,
+        dit_depth=3,
+        dit_head_dim=16,
+        dit_batch=4,
+        dit_warmup_steps=2,
+        dit_ema_decay=0.5,
+        dit_calibration_steps=3,
+        dit_max_steps=3,
+        dit_log_every=1,
+    )
+
+
+def vae_config(recipe: DemoRecipe) -> dict[str, Any]:
+    """Constructor arguments of the demo ``AutoencoderKLLTX2Video``.
+
+    LTX-2's block layout (patch 4, down: spatial, temporal, spatio-temporal x2; up: spatio-temporal x3 with
+    residual upsamplers), so the compression is 8 x 32 x 32 as in the release; the ratios are passed
+    explicitly because diffusers would otherwise derive 16 / 64 from this layout.
+    """
+    return {
+        "latent_channels": recipe.latent_channels,
+        "block_out_channels": recipe.vae_encoder_channels,
+        "layers_per_block": recipe.vae_encoder_layers,
+        "decoder_block_out_channels": recipe.vae_decoder_channels,
+        "decoder_layers_per_block": recipe.vae_decoder_layers,
+        "patch_size": 4,
+        "encoder_causal": True,
+        "decoder_causal": False,
+        "spatial_compression_ratio": 32,
+        "temporal_compression_ratio": 8,
+        "scaling_factor": 1.0,
+    }
+
+
+def dit_config(recipe: DemoRecipe) -> SanaWMConfig:
+    """The demo transformer: ``dit_depth`` blocks, softmax in every ``dit_softmax_every_n``-th, else GDN."""
+    return SanaWMConfig(
+        in_channels=recipe.latent_channels,
+        hidden_size=recipe.dit_hidden,
+        depth=recipe.dit_depth,
+        head_dim=recipe.dit_head_dim,
+        cross_attn_heads=recipe.dit_hidden // recipe.dit_head_dim,
+        caption_channels=recipe.dit_caption_channels,
+        mlp_ratio=recipe.dit_mlp_ratio,
+        softmax_every_n=recipe.dit_softmax_every_n,
+        plucker_blocks=recipe.dit_depth,
+    )
+
+
+def dit_run_config(recipe: DemoRecipe, run_dir: Path, *, device: str, max_steps: int) -> RunConfig:
+    """The :class:`RunConfig` of the DiT phase (the dataset is passed to the trainer directly).
+
+    Differences from the official stage-1 recipe, all for a from-scratch run of a few minutes: flow shift
+    ``settings.flow_shift`` (a 6 x 11 x 11 latent needs far less shift than 22 x 40 x 21), every sample
+    image-conditioned, no caption dropout (there is one caption), higher learning rate with warm-up and
+    cosine decay, weight decay 0.01, clipping 1.0, EMA, no activation checkpointing.
+    """
+    return RunConfig(
+        model=dit_config(recipe),
+        loss=LossConfig(
+            flow_shift=recipe.settings.flow_shift,
+            image_condition_prob=1.0,
+            caption_dropout_prob=0.0,
+            null_caption="zeros",
+        ),
+        optim=OptimConfig(
+            lr=recipe.dit_lr,
+            betas=(0.9, 0.99),
+            eps=1e-8,
+            weight_decay=0.01,
+            grad_clip=1.0,
+            warmup_steps=recipe.dit_warmup_steps,
+            schedule="cosine",
+            min_lr_ratio=0.1,
+        ),
+        ema=EMAConfig(decay=recipe.dit_ema_decay),
+        parallel=ParallelConfig(activation_checkpointing=False),
+        checkpoint=CheckpointConfig(every=0, keep_last=1),
+        metrics=MetricsConfig(log_every=recipe.dit_log_every, tensorboard=False),
+        out_dir=str(run_dir),
+        seed=recipe.seed,
+        max_steps=max_steps,
+        global_batch_size=recipe.dit_batch,
+        device="cuda" if device.startswith("cuda") else "cpu",
+    )

@@ -1,0 +1,117 @@
+"""``scripts/train_demo_model.py --tiny --device cpu`` end to end, and the demo pipeline on what it writes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from sana_wm.demo_model import (
+    demo_available,
+    demo_first_frame,
+    load_demo_pipeline,
+    read_demo_settings,
+)
+from sana_wm.demo_training.recipe import dit_config, tiny
+from sana_wm.models import SanaWMConfig
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_demo_model.py"
+EXPECTED_FILES = {
+    "transformer.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "first_frame.png",
+    "demo_model.json",
+    "MODEL_CARD.md",
+    "sample.mp4",
+    "train_log.txt",
+}
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("train_demo_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    start = time.perf_counter()
+    code = _script().main(["--out", str(out), "--tiny", "--device", "cpu"])
+    assert code == 0
+    return out, time.perf_counter() - start
+
+
+def test_tiny_run_writes_the_eight_files_quickly(trained: tuple[Path, float]) -> None:
+    out, seconds = trained
+    assert seconds < 60
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == EXPECTED_FILES
+    assert demo_available(out)
+    card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "-->TBD<!--" not in card and "<!-- m:dit_steps -->3<!-- /m -->" in card
+
+
+def test_metadata_records_settings_data_and_metrics(trained: tuple[Path, float]) -> None:
+    out, _ = trained
+    meta = json.loads((out / "demo_model.json").read_text(encoding="utf-8"))
+    recipe = tiny()
+    settings = read_demo_settings(out)
+    assert (settings.height, settings.width, settings.num_frames) == (64, 96, 17)
+    assert settings.intrinsics[2:] == (48.0, 32.0)
+    assert meta["data"]["train_samples"] == 4 * meta["data"]["train_clips"] == 4 * recipe.max_gpu_clips
+    assert meta["metrics"]["dit_steps"] == recipe.dit_max_steps
+    assert meta["metrics"]["vae_steps"] == recipe.vae_max_steps
+    with safe_open(str(out / "transformer.safetensors"), framework="pt") as handle:
+        stored = SanaWMConfig.from_dict(json.loads(handle.metadata()["sana_wm_config"]))
+        dtypes = {handle.get_tensor(k).dtype for k in handle.keys()}
+    assert stored == dit_config(recipe) and dtypes == {torch.float16}
+    assert meta["params"]["transformer"] == sum(p.numel() for p in _model(stored).parameters())
+
+
+def _model(cfg: SanaWMConfig) -> torch.nn.Module:
+    from sana_wm.models import SanaWMTransformer
+
+    with torch.device("meta"):
+        return SanaWMTransformer(cfg)
+
+
+def test_demo_pipeline_on_the_artifacts_is_seeded(trained: tuple[Path, float]) -> None:
+    out, _ = trained
+    settings = read_demo_settings(out)
+    pipe = load_demo_pipeline("cpu", directory=out)
+    assert pipe.backend == "reference" and pipe.dtype == torch.float32
+    image = demo_first_frame(out)
+    assert image.size == (96, 64)
+
+    def generate(seed: int) -> np.ndarray:
+        result = pipe(
+            image,
+            "",
+            action=settings.action,
+            action_mapping=settings.action_mapping,
+            intrinsics=settings.intrinsics_array(),
+            seed=seed,
+            progress=False,
+            **settings.pipeline_kwargs(),
+        )
+        assert result.intrinsics_source == "given" and result.num_frames == 17
+        return result.frames.numpy()
+
+    first, again, other = generate(1), generate(1), generate(2)
+    assert first.shape == (17, 64, 96, 3) and first.dtype == np.uint8
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_refuses_a_non_empty_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "keep.txt").write_text("x")
+    assert _script().main(["--out", str(tmp_path), "--tiny", "--device", "cpu"]) == 2
+    assert "is not empty" in capsys.readouterr().err
