@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import string
 import sys
 import tempfile
 import time
@@ -32,7 +31,8 @@ from PIL import Image
 from sana_wm.camera import default_intrinsics
 from sana_wm.models import SanaWMTransformer, sana_wm_1600m_720p, tiny
 from sana_wm.pipeline import DTYPES, Pipeline, resolve_device, resolve_dtype
-from sana_wm.text_encoder import CHI_PROMPT, TextEncoder
+from sana_wm.text_encoder import TextEncoder
+from sana_wm.tiny import tiny_gemma2_config, tiny_ltx2_vae, tiny_tokenizer
 from sana_wm.utils.video_io import VideoWriter
 from sana_wm.vae import VideoVAE
 
@@ -57,15 +57,6 @@ GEMMA2_2B = dict(
     final_logit_softcapping=30.0,
     max_position_embeddings=8192,
 )
-GEMMA2_TINY = dict(
-    vocab_size=160,
-    hidden_size=64,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    num_key_value_heads=1,
-    head_dim=16,
-)
 # LTX-2 VAE as released (hub Lightricks/LTX-2 vae/config.json, also SANA-WM's vae/).
 LTX2_VAE = dict(
     latent_channels=128,
@@ -87,27 +78,6 @@ LTX2_VAE = dict(
     spatial_compression_ratio=32,
     temporal_compression_ratio=8,
 )
-LTX2_VAE_TINY = dict(
-    latent_channels=16,
-    block_out_channels=(8, 8, 8, 8),
-    decoder_block_out_channels=(16, 32, 64),
-    layers_per_block=(1, 1, 1, 1, 1),
-    decoder_layers_per_block=(1, 1, 1, 1),
-    patch_size=4,
-    decoder_causal=False,
-    decoder_spatial_padding_mode="zeros",
-    spatial_compression_ratio=32,
-    temporal_compression_ratio=8,
-)
-
-
-def build_tokenizer():
-    """Character-level Gemma tokenizer (BOS added) over printable ASCII and the chi prompt's characters."""
-    from transformers import GemmaTokenizer
-
-    chars = sorted(set(string.printable.replace(" ", "▁")) | set("".join(CHI_PROMPT).replace(" ", "▁")))
-    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", *chars])}
-    return GemmaTokenizer(vocab=vocab, merges=[], add_bos_token=True)
 
 
 def build_pipeline(*, small: bool, device: torch.device, dtype: torch.dtype, offload: str) -> Pipeline:
@@ -120,8 +90,9 @@ def build_pipeline(*, small: bool, device: torch.device, dtype: torch.dtype, off
     torch.set_default_dtype(dtype)  # parameters are created in the compute dtype, never in float32 first
     try:
         with torch.device(device):
-            gemma = Gemma2Model(Gemma2Config(**(GEMMA2_TINY if small else GEMMA2_2B))).eval()
-            vae = AutoencoderKLLTX2Video(**(LTX2_VAE_TINY if small else LTX2_VAE)).eval()
+            gemma = Gemma2Model(tiny_gemma2_config() if small else Gemma2Config(**GEMMA2_2B)).eval()
+            # seed=None: the tiny VAE continues the RNG stream after Gemma, as the full-size one does.
+            vae = tiny_ltx2_vae(16, seed=None) if small else AutoencoderKLLTX2Video(**LTX2_VAE).eval()
     finally:
         torch.set_default_dtype(default_dtype)
     with torch.device("meta"):
@@ -130,7 +101,7 @@ def build_pipeline(*, small: bool, device: torch.device, dtype: torch.dtype, off
     transformer.init_weights()
     return Pipeline(
         transformer.eval(),
-        TextEncoder(gemma, build_tokenizer()),
+        TextEncoder(gemma, tiny_tokenizer(chi_prompt=True)),
         VideoVAE(vae),
         device=device,
         offload=offload,

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import string
 import sys
 import time
 from collections import defaultdict
@@ -40,6 +39,12 @@ import torch
 from sana_wm.offload import on_device
 from sana_wm.refiner import MODES, Refiner, RefinerPrompt, video_only
 from sana_wm.text_encoder import RefinerTextEncoder
+from sana_wm.tiny import (
+    tiny_gemma3_text_config,
+    tiny_refiner_connectors,
+    tiny_refiner_transformer,
+    tiny_tokenizer,
+)
 
 PROMPT = (
     "A first-person drive along a winding coastal road at golden hour, cliffs on the left, the sea "
@@ -59,52 +64,6 @@ GEMMA3_12B = dict(
     query_pre_attn_scalar=256,
     sliding_window=1024,
 )
-GEMMA3_TINY = dict(
-    vocab_size=120,
-    hidden_size=16,
-    intermediate_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    num_key_value_heads=1,
-    head_dim=8,
-)
-# diffusers' defaults are the LTX-2 release; the tiny variants keep every kind of module.
-TRANSFORMER_TINY = dict(
-    in_channels=8,
-    out_channels=8,
-    num_attention_heads=2,
-    attention_head_dim=8,
-    cross_attention_dim=16,
-    caption_channels=16,
-    num_layers=2,
-    audio_in_channels=8,
-    audio_out_channels=8,
-    audio_num_attention_heads=2,
-    audio_attention_head_dim=8,
-    audio_cross_attention_dim=16,
-)
-CONNECTORS_TINY = dict(
-    caption_channels=16,
-    text_proj_in_factor=3,
-    video_connector_num_attention_heads=2,
-    video_connector_attention_head_dim=8,
-    video_connector_num_layers=1,
-    video_connector_num_learnable_registers=8,
-    audio_connector_num_attention_heads=2,
-    audio_connector_attention_head_dim=8,
-    audio_connector_num_layers=1,
-    audio_connector_num_learnable_registers=8,
-    connector_rope_base_seq_len=64,
-)
-
-
-def build_tokenizer():
-    """Character-level Gemma tokenizer (BOS added) over printable ASCII."""
-    from transformers import GemmaTokenizer
-
-    chars = sorted(set(string.printable.replace(" ", "▁")))
-    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", *chars])}
-    return GemmaTokenizer(vocab=vocab, merges=[], add_bos_token=True)
 
 
 def materialize(
@@ -125,9 +84,14 @@ def build_parts(*, small: bool, device: torch.device, dtype: torch.dtype, gemma:
     from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
     from transformers import Gemma3TextConfig, Gemma3TextModel
 
+    # diffusers' defaults are the LTX-2 release; the tiny variants keep every kind of module.
     with torch.device("meta"):
-        transformer = SanaWMLTX2RefinerTransformer3DModel(**(TRANSFORMER_TINY if small else {}))
-        connectors = LTX2TextConnectors(**(CONNECTORS_TINY if small else {}))
+        if small:
+            transformer = tiny_refiner_transformer(perturb_seed=None)
+            connectors = tiny_refiner_connectors(perturb_seed=None)
+        else:
+            transformer = SanaWMLTX2RefinerTransformer3DModel()
+            connectors = LTX2TextConnectors()
     for module in (transformer, connectors):
         if any(True for _ in module.buffers()):
             raise AssertionError(f"{type(module).__name__} has buffers: to_empty would leave them undefined")
@@ -141,10 +105,11 @@ def build_parts(*, small: bool, device: torch.device, dtype: torch.dtype, gemma:
         torch.set_default_dtype(dtype)  # parameters created in the compute dtype, never in float32 first
         try:
             with torch.device(device):
-                model = Gemma3TextModel(Gemma3TextConfig(**(GEMMA3_TINY if small else GEMMA3_12B))).eval()
+                config = tiny_gemma3_text_config() if small else Gemma3TextConfig(**GEMMA3_12B)
+                model = Gemma3TextModel(config).eval()
         finally:
             torch.set_default_dtype(default_dtype)
-        text_encoder = RefinerTextEncoder(model, build_tokenizer())
+        text_encoder = RefinerTextEncoder(model, tiny_tokenizer())
     return transformer, connectors, text_encoder
 
 

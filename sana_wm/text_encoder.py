@@ -1,4 +1,4 @@
-"""Gemma prompt encoders: the only module that imports ``transformers``.
+"""Gemma prompt encoders: the one place generation code uses ``transformers`` (``sana_wm.tiny`` builds test models).
 
 SANA-WM conditions on the last hidden state (after Gemma's final norm) of ``gemma-2-2b-it``: 300 tokens of
 2304 features per prompt, plus a 0/1 attention mask. Positive prompts are prefixed with the SANA
@@ -41,7 +41,21 @@ CHI_PROMPT: tuple[str, ...] = (
 DEFAULT_MAX_LENGTH = 300
 
 
-class TextEncoder:
+class _GemmaBackbone:
+    """Placement of the wrapped ``self.model``: the device and dtype of its first parameter."""
+
+    model: torch.nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+
+class TextEncoder(_GemmaBackbone):
     """Tokenizer + Gemma-2 decoder stack producing SANA-WM text conditioning.
 
     ``model`` may be a ``Gemma2Model`` or a ``Gemma2ForCausalLM``; for the latter only its decoder stack
@@ -53,14 +67,6 @@ class TextEncoder:
         get_decoder = getattr(model, "get_decoder", None)
         self.model = get_decoder() if callable(get_decoder) else model
         self.tokenizer = tokenizer
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     @classmethod
     def from_pretrained(
@@ -152,7 +158,7 @@ class TextEncoder:
 REFINER_MAX_LENGTH = 1024
 
 
-class RefinerTextEncoder:
+class RefinerTextEncoder(_GemmaBackbone):
     """Tokenizer + Gemma-3 backbone giving the stage-2 refiner its text input: EVERY layer's hidden states.
 
     The LTX-2 refiner conditions on the bare prompt (stripped, no chi prefix), left-padded to 1024 tokens, and
@@ -165,14 +171,6 @@ class RefinerTextEncoder:
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
         self.model = model.model if hasattr(model, "lm_head") else model
         self.tokenizer = tokenizer
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
 
     @classmethod
     def from_pretrained(

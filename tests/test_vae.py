@@ -5,6 +5,7 @@ from diffusers import AutoencoderKLLTX2Video, SanaWMPipeline
 from diffusers.video_processor import VideoProcessor
 
 from sana_wm.errors import InputError
+from sana_wm.tiny import randomize_latent_stats, tiny_ltx2_vae
 from sana_wm.vae import LATENT_STRIDE_THW, VideoVAE, to_uint8
 
 SMALL_TILES = dict(
@@ -16,25 +17,8 @@ SMALL_TILES = dict(
 
 
 def _tiny_vae(**overrides) -> AutoencoderKLLTX2Video:
-    torch.manual_seed(0)
-    kwargs = dict(
-        latent_channels=8,
-        block_out_channels=(8, 8, 8, 8),
-        decoder_block_out_channels=(16, 32, 64),
-        layers_per_block=(1, 1, 1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1, 1),
-        patch_size=4,
-        decoder_causal=False,
-        decoder_spatial_padding_mode="zeros",
-        spatial_compression_ratio=32,
-        temporal_compression_ratio=8,
-        scaling_factor=0.7,
-    )
-    vae = AutoencoderKLLTX2Video(**{**kwargs, **overrides}).eval()
-    g = torch.Generator().manual_seed(1)
-    vae.latents_mean.copy_(torch.randn(8, generator=g))
-    vae.latents_std.copy_(torch.rand(8, generator=g) + 0.5)
-    return vae
+    vae = tiny_ltx2_vae(8, seed=0, **{"scaling_factor": 0.7, **overrides})
+    return randomize_latent_stats(vae, seed=1)
 
 
 def _pipe(vae: AutoencoderKLLTX2Video) -> SanaWMPipeline:

@@ -6,13 +6,13 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKLLTX2Video
 
 from sana_wm.camera import prepare_camera
 from sana_wm.cli import main
 from sana_wm.data import CameraTable, ZipLatentDataset
 from sana_wm.data.latents import read_clip_video
 from sana_wm.data.layout import write_json
+from sana_wm.tiny import randomize_latent_stats, tiny_ltx2_vae
 from sana_wm.utils.video_io import read_video
 from sana_wm.worlds import ClipSettings, make_clip, render
 
@@ -24,22 +24,7 @@ def dataset_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("worlds")
     argv = ["--quiet", "worlds", "render", "--num_clips", "3", "--frames", str(F), "--size", f"{H}x{W}"]
     assert main([*argv, "--out", str(root), "--seed", str(SEED), "--clips_per_shard", "2"]) == 0
-    torch.manual_seed(0)
-    vae = AutoencoderKLLTX2Video(
-        latent_channels=8,
-        block_out_channels=(8, 8, 8, 8),
-        decoder_block_out_channels=(16, 32, 64),
-        layers_per_block=(1, 1, 1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1, 1),
-        patch_size=4,
-        decoder_causal=False,
-        decoder_spatial_padding_mode="zeros",
-        spatial_compression_ratio=32,
-        temporal_compression_ratio=8,
-    ).eval()
-    g = torch.Generator().manual_seed(1)
-    vae.latents_mean.copy_(torch.randn(8, generator=g))
-    vae.latents_std.copy_(torch.rand(8, generator=g) + 0.5)
+    vae = randomize_latent_stats(tiny_ltx2_vae(8, seed=0), seed=1)
     vae.save_pretrained(root / "tiny_vae")
     argv = ["--quiet", "cache-latents", str(root), "--vae", str(root / "tiny_vae"), "--device", "cpu"]
     assert main(argv) == 0

@@ -4,36 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from collections.abc import Iterator
 from unittest import mock
 
 import torch
 
-TINY_DIFFUSERS_CONFIG = {
-    "in_channels": 16,
-    "num_layers": 4,
-    "hidden_size": 224,
-    "num_attention_heads": 2,
-    "linear_head_dim": 112,
-    "caption_channels": 64,
-    "chunk_plucker_post_attn_blocks": 4,
-}
-
-
-def perturb_all_parameters(model: torch.nn.Module, seed: int) -> None:
-    """Overwrite every parameter (zero-initialised ones included) so that every path changes the output."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=gen)
-            if param.ndim == 1 and "norm" in name:
-                param.copy_(1.0 + 0.1 * noise)
-            elif name.endswith(("A_log", "dt_bias")):
-                param.copy_(0.5 * noise)
-            else:
-                fan_in = param[0].numel() if param.ndim > 1 else param.numel()
-                param.copy_(noise / math.sqrt(fan_in))
+# The tiny oracle's config and perturbation under the names the model tests import from here.
+from sana_wm.tiny import SANA_WM_TRANSFORMER as TINY_DIFFUSERS_CONFIG  # noqa: F401
+from sana_wm.tiny import perturb_dit_parameters as perturb_all_parameters  # noqa: F401
+from sana_wm.tiny import tiny_sana_wm_oracle
 
 
 def random_rotations(count: int, gen: torch.Generator) -> torch.Tensor:
@@ -96,13 +75,9 @@ def run_oracle(oracle: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torc
 @functools.cache
 def oracle_and_ours() -> tuple[torch.nn.Module, torch.nn.Module]:
     """The tiny diffusers model (all parameters perturbed) and ours loaded strictly from its state dict."""
-    from diffusers import SanaWMTransformer3DModel
-
     from sana_wm.models import SanaWMTransformer, config_from_diffusers
 
-    torch.manual_seed(0)
-    oracle = SanaWMTransformer3DModel(**TINY_DIFFUSERS_CONFIG).eval()
-    perturb_all_parameters(oracle, seed=1234)
+    oracle = tiny_sana_wm_oracle(seed=0, perturb_seed=1234)
     ours = SanaWMTransformer(config_from_diffusers(dict(oracle.config))).eval()
     ours.load_state_dict(oracle.state_dict(), strict=True)
     return oracle, ours

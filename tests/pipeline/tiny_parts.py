@@ -8,14 +8,13 @@ refiner is tests/refiner's tiny one with 16 latent channels (the stage-1 VAE's),
 
 from __future__ import annotations
 
-import math
-import string
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import torch
 from PIL import Image
+
+from sana_wm import tiny as sana_tiny
 
 HEIGHT, WIDTH = 64, 96
 IMAGE_HW = (100, 160)
@@ -25,80 +24,21 @@ PROMPT = "a red car on a desert road"
 
 def tiny_tokenizer():
     """Character-level Gemma tokenizer (BOS added) over printable ASCII and the chi prompt's characters."""
-    from transformers import GemmaTokenizer
-
-    from sana_wm.text_encoder import CHI_PROMPT
-
-    chars = sorted(set(string.printable.replace(" ", "▁")) | set("".join(CHI_PROMPT).replace(" ", "▁")))
-    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", *chars])}
-    return GemmaTokenizer(vocab=vocab, merges=[], add_bos_token=True)
+    return sana_tiny.tiny_tokenizer(chi_prompt=True)
 
 
 def tiny_gemma(hidden_size: int = 64):
-    from transformers import Gemma2Config, Gemma2ForCausalLM
-
-    torch.manual_seed(0)
-    config = Gemma2Config(
-        vocab_size=160,
-        hidden_size=hidden_size,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-    )
-    return Gemma2ForCausalLM(config).eval()
+    return sana_tiny.tiny_gemma2(hidden_size, seed=0)
 
 
 def tiny_vae():
-    from diffusers import AutoencoderKLLTX2Video
-
-    torch.manual_seed(1)
-    vae = AutoencoderKLLTX2Video(
-        latent_channels=16,
-        block_out_channels=(8, 8, 8, 8),
-        decoder_block_out_channels=(16, 32, 64),
-        layers_per_block=(1, 1, 1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1, 1),
-        patch_size=4,
-        decoder_causal=False,
-        decoder_spatial_padding_mode="zeros",
-        spatial_compression_ratio=32,
-        temporal_compression_ratio=8,
-        scaling_factor=0.9,
-    ).eval()
-    gen = torch.Generator().manual_seed(2)
-    vae.latents_mean.copy_(0.1 * torch.randn(16, generator=gen))
-    vae.latents_std.copy_(torch.rand(16, generator=gen) + 0.5)
-    return vae
+    vae = sana_tiny.tiny_ltx2_vae(16, seed=1, scaling_factor=0.9)
+    return sana_tiny.randomize_latent_stats(vae, seed=2, mean_scale=0.1)
 
 
 def tiny_oracle():
     """diffusers' transformer with every parameter overwritten, so that no path is a silent zero."""
-    from diffusers import SanaWMTransformer3DModel
-
-    torch.manual_seed(3)
-    oracle = SanaWMTransformer3DModel(
-        in_channels=16,
-        num_layers=4,
-        hidden_size=224,
-        num_attention_heads=2,
-        linear_head_dim=112,
-        caption_channels=64,
-        chunk_plucker_post_attn_blocks=4,
-    ).eval()
-    gen = torch.Generator().manual_seed(1234)
-    with torch.no_grad():
-        for name, param in oracle.named_parameters():
-            noise = torch.randn(param.shape, generator=gen)
-            if param.ndim == 1 and "norm" in name:
-                param.copy_(1.0 + 0.1 * noise)
-            elif name.endswith(("A_log", "dt_bias")):
-                param.copy_(0.5 * noise)
-            else:
-                fan_in = param[0].numel() if param.ndim > 1 else param.numel()
-                param.copy_(noise / math.sqrt(fan_in))
-    return oracle
+    return sana_tiny.tiny_sana_wm_oracle(seed=3, perturb_seed=1234)
 
 
 def source_image(height: int = IMAGE_HW[0], width: int = IMAGE_HW[1], seed: int = 0) -> Image.Image:
@@ -122,7 +62,7 @@ def save_tiny_refiner(root: Path) -> Path:
     folder = root / "refiner"
     config = dict(tiny_refiner.transformer().config)
     transformer = LTX2VideoTransformer3DModel.from_config({**config, "in_channels": 16, "out_channels": 16})
-    tiny_refiner._perturb(transformer, 10)
+    sana_tiny.perturb_refiner_parameters(transformer, 10)
     transformer.save_pretrained(folder / "transformer")
     tiny_refiner.connectors().save_pretrained(folder / "connectors")
     tiny_refiner.gemma3().save_pretrained(folder / "text_encoder")

@@ -7,10 +7,9 @@ biases, modulation tables) is silently a no-op.
 
 from __future__ import annotations
 
-import math
-import string
-
 import torch
+
+from sana_wm import tiny as sana_tiny
 
 CHANNELS = 8
 PROMPT = "a red car on a desert road at dusk"
@@ -18,119 +17,24 @@ TEXT_LENGTH = 64  # Gemma-3 tokens per prompt in the tests (the release uses 102
 
 
 def tokenizer():
-    from transformers import GemmaTokenizer
-
-    chars = sorted(set(string.printable.replace(" ", "▁")))
-    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", *chars])}
-    return GemmaTokenizer(vocab=vocab, merges=[], add_bos_token=True)
+    return sana_tiny.tiny_tokenizer()
 
 
 def gemma3():
-    from transformers import (
-        Gemma3Config,
-        Gemma3ForConditionalGeneration,
-        Gemma3TextConfig,
-        SiglipVisionConfig,
-    )
-
-    torch.manual_seed(0)
-    text = Gemma3TextConfig(
-        vocab_size=120,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=8,
-    )
-    vision = SiglipVisionConfig(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=28,
-        patch_size=14,
-    )
-    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
-    return Gemma3ForConditionalGeneration(config).eval()
-
-
-def _perturb(module: torch.nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            noise = torch.randn(param.shape, generator=gen)
-            if param.ndim == 1 and "norm" in name:
-                param.copy_(1.0 + 0.1 * noise)
-            elif "scale_shift_table" in name or "registers" in name:
-                param.copy_(0.3 * noise)
-            else:
-                fan_in = param[0].numel() if param.ndim > 1 else param.numel()
-                param.copy_(noise / math.sqrt(fan_in))
+    return sana_tiny.tiny_gemma3(seed=0)
 
 
 def transformer():
-    from diffusers import SanaWMLTX2RefinerTransformer3DModel
-
-    model = SanaWMLTX2RefinerTransformer3DModel(
-        in_channels=CHANNELS,
-        out_channels=CHANNELS,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        cross_attention_dim=16,
-        caption_channels=16,
-        num_layers=2,
-        audio_in_channels=8,
-        audio_out_channels=8,
-        audio_num_attention_heads=2,
-        audio_attention_head_dim=8,
-        audio_cross_attention_dim=16,
-    ).eval()
-    _perturb(model, 10)
-    return model
+    return sana_tiny.tiny_refiner_transformer(CHANNELS, perturb_seed=10)
 
 
 def connectors():
-    from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
-
-    model = LTX2TextConnectors(
-        caption_channels=16,
-        text_proj_in_factor=3,
-        video_connector_num_attention_heads=2,
-        video_connector_attention_head_dim=8,
-        video_connector_num_layers=1,
-        video_connector_num_learnable_registers=8,
-        audio_connector_num_attention_heads=2,
-        audio_connector_attention_head_dim=8,
-        audio_connector_num_layers=1,
-        audio_connector_num_learnable_registers=8,
-        connector_rope_base_seq_len=64,
-    ).eval()
-    _perturb(model, 11)
-    return model
+    return sana_tiny.tiny_refiner_connectors(perturb_seed=11)
 
 
 def vae():
-    from diffusers import AutoencoderKLLTX2Video
-
-    torch.manual_seed(1)
-    model = AutoencoderKLLTX2Video(
-        latent_channels=CHANNELS,
-        block_out_channels=(8, 8, 8, 8),
-        decoder_block_out_channels=(16, 32, 64),
-        layers_per_block=(1, 1, 1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1, 1),
-        patch_size=4,
-        decoder_causal=False,
-        decoder_spatial_padding_mode="zeros",
-        spatial_compression_ratio=32,
-        temporal_compression_ratio=8,
-        scaling_factor=0.8,
-    ).eval()
-    gen = torch.Generator().manual_seed(2)
-    model.latents_mean.copy_(0.1 * torch.randn(CHANNELS, generator=gen))
-    model.latents_std.copy_(torch.rand(CHANNELS, generator=gen) + 0.5)
-    return model
+    model = sana_tiny.tiny_ltx2_vae(CHANNELS, seed=1, scaling_factor=0.8)
+    return sana_tiny.randomize_latent_stats(model, seed=2, mean_scale=0.1)
 
 
 def latents(frames: int, seed: int = 5, height: int = 2, width: int = 3) -> torch.Tensor:

@@ -4,9 +4,10 @@ import math
 import PIL.Image
 import pytest
 import torch
-from diffusers import AutoencoderKLLTX2Video, FlowMatchEulerDiscreteScheduler, SanaWMPipeline
+from diffusers import FlowMatchEulerDiscreteScheduler, SanaWMPipeline
 
 from sana_wm.samplers import cfg_model_fn, flow_sigmas, sample_euler, sample_heun, sample_ltx_euler
+from sana_wm.tiny import tiny_ltx2_vae
 
 SOLVERS = [sample_ltx_euler, sample_euler, sample_heun]
 
@@ -100,22 +101,6 @@ def test_ltx_euler_matches_diffusers_scheduler_loop(steps, shift, dtype, batch) 
     assert torch.equal(ours[:, :, 0], x[:, :, 0])
 
 
-def _tiny_vae() -> AutoencoderKLLTX2Video:
-    torch.manual_seed(0)
-    return AutoencoderKLLTX2Video(
-        latent_channels=8,
-        block_out_channels=(8, 8, 8, 8),
-        decoder_block_out_channels=(16, 32, 64),
-        layers_per_block=(1, 1, 1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1, 1),
-        patch_size=4,
-        decoder_causal=False,
-        decoder_spatial_padding_mode="zeros",
-        spatial_compression_ratio=32,
-        temporal_compression_ratio=8,
-    ).eval()
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_ltx_euler_matches_the_sana_wm_pipeline_end_to_end(dtype: torch.dtype) -> None:
     steps = 12 if dtype == torch.float32 else 60
@@ -123,7 +108,7 @@ def test_ltx_euler_matches_the_sana_wm_pipeline_end_to_end(dtype: torch.dtype) -
     pipe = SanaWMPipeline(
         tokenizer=None,
         text_encoder=None,
-        vae=_tiny_vae(),
+        vae=tiny_ltx2_vae(8, seed=0),
         transformer=model,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=9.8),
     )

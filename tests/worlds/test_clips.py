@@ -1,11 +1,10 @@
 import zipfile
 
 import numpy as np
-import torch
-from diffusers import AutoencoderKLLTX2Video
 
 from sana_wm.cli import main
 from sana_wm.data import CameraTable
+from sana_wm.tiny import tiny_ltx2_vae
 from sana_wm.worlds import ClipSettings, make_clip
 
 ARGS = ["--quiet", "worlds", "render", "--frames", "9", "--size", "64x96", "--clips_per_shard", "2"]
@@ -55,19 +54,7 @@ def test_cache_latents_names_the_clip_that_the_vae_cannot_take(tmp_path, capsys)
     out = tmp_path / "ds"
     argv = ["--quiet", "worlds", "render", "--num_clips", "1", "--frames", "9", "--size", "48x64"]
     assert main([*argv, "--out", str(out)]) == 0
-    torch.manual_seed(0)
-    AutoencoderKLLTX2Video(
-        latent_channels=8,
-        block_out_channels=(8, 8, 8, 8),
-        decoder_block_out_channels=(16, 32, 64),
-        layers_per_block=(1, 1, 1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1, 1),
-        patch_size=4,
-        decoder_causal=False,
-        decoder_spatial_padding_mode="zeros",
-        spatial_compression_ratio=32,
-        temporal_compression_ratio=8,
-    ).save_pretrained(tmp_path / "vae")
+    tiny_ltx2_vae(8, seed=0).save_pretrained(tmp_path / "vae")
     capsys.readouterr()
     assert main(["cache-latents", str(out), "--vae", str(tmp_path / "vae"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
