@@ -1,4 +1,4 @@
-"""Gemma prompt encoders: the one place generation code uses ``transformers`` (``sana_wm.tiny`` builds test models).
+"""Gemma prompt encoders: the one place generation code uses ``transformers``.
 
 SANA-WM conditions on the last hidden state (after Gemma's final norm) of ``gemma-2-2b-it``: 300 tokens of
 2304 features per prompt, plus a 0/1 attention mask. Positive prompts are prefixed with the SANA

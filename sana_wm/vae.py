@@ -1,4 +1,4 @@
-"""LTX-2 video VAE wrapper: the one place generation code uses diffusers' VAE (``sana_wm.tiny`` builds test ones).
+"""LTX-2 video VAE wrapper: the one place generation code uses diffusers' VAE.
 
 Layouts: pixels ``video_B3FHW`` / ``image_B3HW`` in [-1, 1]; latents ``latents_BCThw`` with
 ``F = 8 (T - 1) + 1``, ``H = 32 h``, ``W = 32 w`` (the first latent frame covers one pixel frame, every later
