@@ -1,25 +1,27 @@
 """Train the demo world model bundled in ``sana_wm/assets/demo/``, from nothing, in one command.
 
-    python scripts/train_demo_model.py --out DIR [--minutes 8.5]      # the bundled model (one H100/H200)
+    python scripts/train_demo_model.py --out DIR [--minutes 8.3]      # the bundled model (one H100/H200)
     python scripts/train_demo_model.py --out DIR --tiny --device cpu  # the whole procedure in seconds
 
 Recipe (numbers: ``sana_wm.demo_training.recipe.full``; phases: ``sana_wm.demo_training.run``):
 
 - Data: procedural worlds (``sana_wm.worlds``) along random camera paths (action strings under both key
   mappings and smooth free paths), 81-frame clips at 192 x 352 (the 704 x 1280 aspect to 1 %; 176 x 320 is
-  exact but not a multiple of the VAE's 32-pixel stride), 16 fps, shadows on. The device renders for 14 % of
+  exact but not a multiple of the VAE's 32-pixel stride), 16 fps, shadows on. The device renders for 10 % of
   the budget while CPU worker processes render until the VAE is done. Every clip is used as rendered,
   mirrored left-right, reversed in time, and both (exact symmetries of a static world). Held out: clips of
   another seed and the demo world whose frame 0 is the bundled first frame.
 - VAE: diffusers ``AutoencoderKLLTX2Video`` with LTX-2's block layout at small widths (8x temporal, 32x
-  spatial, 32 latent channels, ~4.4 M parameters), trained from scratch for 30 % of the budget on random
-  17-frame windows: L1 + 0.5 L1 of image gradients + 1e-5 KL, AdamW 5e-4, bf16 autocast. Its per-channel
-  latent mean/std are set from the training latents.
-- DiT: our ``SanaWMTransformer`` (width 224 = 2 heads of 112, 6 blocks: GDN, GDN, softmax, GDN, GDN, softmax;
-  camera branch with UCPE and Plücker injection in every block; ~7.5 M parameters), trained with
+  spatial, 32 latent channels, ~4.4 M parameters), trained from scratch for 26 % of the budget on random
+  17-frame windows: L1 + 0.5 L1 of image gradients + L1 of 8 x 8 block means + 2 L1 of their chroma + 1e-5
+  KL, AdamW 5e-4, bf16 autocast; the decoder's output layer starts at zero weights and the data's mean
+  colour (without that the per-location RMS norms let it collapse to a grey mean for hundreds of steps and
+  lose colour). Its per-channel latent mean/std are set from the training latents.
+- DiT: our ``SanaWMTransformer`` (width 224 = 2 heads of 112, 6 blocks alternating GDN and softmax
+  attention; camera branch with UCPE and Plücker injection in every block; ~7.5 M parameters), trained with
   ``sana_wm.train.Trainer`` on the cached latents: flow matching with logit-normal timesteps and shift 3,
-  frame 0 always the clean image condition, batch 64, AdamW 4e-4 with warm-up and cosine decay, EMA 0.995,
-  for the rest of the budget but 45 s.
+  frame 0 always the clean image condition, batch 32, AdamW 4e-4 with warm-up and cosine decay, EMA 0.995,
+  for the rest of the budget but 30 s.
 - Text: prompt-free. Training and sampling use the null caption of ``sana_wm.demo_model.null_text`` (one
   all-zero token) and no guidance.
 - Evaluation: the saved files are loaded with ``sana_wm.demo_model.load_demo_pipeline``; held-out clips and
@@ -49,7 +51,7 @@ LOG_FILE = "train_log.txt"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path, help="output folder (created; must be empty or new)")
-    p.add_argument("--minutes", type=float, default=8.5, help="wall-clock budget of the whole run (8.5)")
+    p.add_argument("--minutes", type=float, default=8.3, help="wall-clock budget of the whole run (8.3)")
     p.add_argument("--tiny", action="store_true", help="the tiny recipe: 64 x 96, a few steps (tests)")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--work_dir", type=Path, default=None, help="trainer checkpoints (default: temporary)")

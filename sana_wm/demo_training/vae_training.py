@@ -7,9 +7,14 @@ frames, ``h``/``w`` latent grid.
 Training step: a batch of random ``window``-frame windows (each randomly mirrored and/or reversed), encoded
 to the diagonal-Gaussian posterior, a posterior sample decoded, and
 
-    loss = L1(x̂, x) + grad_weight · (L1(∂x x̂, ∂x x) + L1(∂y x̂, ∂y x)) + kl_weight · mean KL(q ‖ N(0, I))
+    loss = L1(x̂, x) + grad_weight · (L1(∂x x̂, ∂x x) + L1(∂y x̂, ∂y x)) + lowpass_weight · L1(B(x̂), B(x))
+           + chroma_weight · L1(C(B(x̂)), C(B(x))) + kl_weight · mean KL(q ‖ N(0, I))
 
-(per-element means; the image-gradient term keeps edges, the small KL keeps the latent space smooth). The
+with ``B`` the means of 8 x 8 pixel blocks and ``C`` a pixel's departure from grey (RGB minus its mean);
+per-element means throughout. The image-gradient term keeps edges, the block terms weight brightness and
+colour: an autoencoder learns its output's directions in order of their variance, so without them the
+chroma directions (small next to brightness) arrive last, and a short run ends with a two-tone palette.
+The small KL keeps the latent space smooth. The
 learning rate warms up linearly, then follows a cosine to 10 % over the time budget (not a step count, so the
 schedule ends when the budget does).
 """
@@ -35,10 +40,30 @@ log = logging.getLogger("sana_wm")
 
 
 def build_vae(recipe: DemoRecipe, seed: int) -> AutoencoderKLLTX2Video:
-    """A freshly initialised demo VAE (fp32, CPU), deterministic given ``seed``."""
+    """A freshly initialised demo VAE (fp32, CPU), deterministic given ``seed`` (diffusers' initialisation;
+    :func:`init_for_training` adjusts it from the data)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return AutoencoderKLLTX2Video(**vae_config(recipe))
+
+
+@torch.no_grad()
+def init_for_training(vae: AutoencoderKLLTX2Video, clips: list[RenderedClip]) -> None:
+    """Start the decoder at the data's mean colour and the posterior nearly deterministic.
+
+    Why: with random output weights the decoder's first outputs are noise uncorrelated with the target, and
+    the fastest way to cut the loss is to silence its dependence on the latent; the per-location RMS norms
+    (no mean subtraction) then let a constant component take over the residual stream, and the autoencoder
+    sits at "mean colour" for hundreds of steps. Zero output weights with the mean colour as bias start it
+    where that collapse would end, with the latent path intact. The log-variance channel starts at -4
+    (posterior std 0.14) so that the sampling noise does not drown the young latents either.
+    """
+    mean_rgb = torch.stack([c.frames_FHW3.float().mean(dim=(0, 1, 2)) for c in clips]).mean(0) / 127.5 - 1
+    conv_out = vae.decoder.conv_out.conv
+    patch = conv_out.out_channels // 3  # output channels are (rgb, patch_t, patch_y, patch_x) flattened
+    conv_out.weight.zero_()
+    conv_out.bias.copy_(mean_rgb.repeat_interleave(patch).to(conv_out.bias))
+    vae.encoder.conv_out.conv.bias[-1] = -4.0  # the last encoder channel is the shared log-variance
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -64,8 +89,28 @@ def vae_loss(vae: AutoencoderKLLTX2Video, video_B3FHW: Tensor, recipe: DemoRecip
     grad = (recon.diff(dim=-1) - target.diff(dim=-1)).abs().mean()
     grad = grad + (recon.diff(dim=-2) - target.diff(dim=-2)).abs().mean()
     kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
-    total = l1 + recipe.vae_grad_weight * grad + recipe.vae_kl_weight * kl
-    return {"loss": total, "l1": l1.detach(), "grad": grad.detach(), "kl": kl.detach()}
+    recon_low, target_low = _box8(recon), _box8(target)
+    low = (recon_low - target_low).abs().mean()
+    chroma = (_chroma(recon_low) - _chroma(target_low)).abs().mean()
+    total = (
+        l1
+        + recipe.vae_grad_weight * grad
+        + recipe.vae_lowpass_weight * low
+        + recipe.vae_chroma_weight * chroma
+        + recipe.vae_kl_weight * kl
+    )
+    terms = {"l1": l1, "grad": grad, "low": low, "chroma": chroma, "kl": kl}
+    return {"loss": total, **{k: v.detach() for k, v in terms.items()}}
+
+
+def _chroma(video_B3FHW: Tensor) -> Tensor:
+    """Each pixel's departure from grey (RGB minus its channel mean)."""
+    return video_B3FHW - video_B3FHW.mean(dim=1, keepdim=True)
+
+
+def _box8(video_B3FHW: Tensor) -> Tensor:
+    """Means of 8 x 8 pixel blocks of every frame: the colour and brightness the latent must carry."""
+    return torch.nn.functional.avg_pool3d(video_B3FHW, kernel_size=(1, 8, 8))
 
 
 def random_windows(
@@ -98,6 +143,7 @@ def train_vae(
 ) -> dict[str, float]:
     """Train ``vae`` in place on ``device`` for ``seconds`` (or ``recipe.vae_max_steps``); ``more_clips`` is
     polled for clips that arrive meanwhile (CPU renders). Returns the final metrics."""
+    init_for_training(vae, clips)
     vae.to(device).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
     rng = random.Random(recipe.seed)
@@ -126,10 +172,11 @@ def train_vae(
         if time.perf_counter() - last_log > 15 or step == 1:
             last_log = time.perf_counter()
             log.info(
-                "vae step %d  %.0f s  loss %.4f  l1 %.4f  grad %.4f  kl %.2f  gnorm %.2f  clips %d",
+                "vae step %d  %.0f s  loss %.4f  l1 %.4f  grad %.4f  low %.4f  chroma %.4f  kl %.2f  "
+                "gnorm %.2f  clips %d",
                 step,
                 last_log - begin,
-                *(running[k] for k in ("loss", "l1", "grad", "kl", "grad_norm")),
+                *(running[k] for k in ("loss", "l1", "grad", "low", "chroma", "kl", "grad_norm")),
                 len(clips),
             )
     vae.eval()

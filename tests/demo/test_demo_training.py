@@ -28,7 +28,7 @@ from sana_wm.demo_training.evaluate import (
 )
 from sana_wm.demo_training.recipe import dit_config, tiny, vae_config
 from sana_wm.demo_training.run import fill_model_card
-from sana_wm.demo_training.vae_training import build_vae, lr_factor, set_latent_stats
+from sana_wm.demo_training.vae_training import build_vae, init_for_training, lr_factor, set_latent_stats
 from sana_wm.worlds import camera_rays
 
 SETTINGS = clip_settings(32, 64, 17, seed=3, shadows=False)
@@ -86,6 +86,21 @@ def test_latent_stats_match_the_inference_normalisation() -> None:
     # The buffers are fp16-exact, so the shipped (fp16) VAE normalises exactly like the training latents.
     assert torch.equal(vae.latents_std.half().float(), vae.latents_std)
     torch.testing.assert_close(VideoVAE(vae).normalize(raw), normalised, atol=1e-5, rtol=0)
+
+
+def test_training_init_starts_the_decoder_at_the_mean_colour(clip: RenderedClip) -> None:
+    vae = build_vae(tiny(), seed=0)
+    init_for_training(vae, [clip, clip])
+    expected = clip.frames_FHW3.double().mean(dim=(0, 1, 2)) / 127.5 - 1  # e.g. sky-and-ground grey-blue
+    z = torch.randn(2, 8, 2, 2, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        video = vae.decode(z).sample  # (2, 3, 9, 64, 96): every pixel of every frame
+        logvar = vae.encode(torch.zeros(1, 3, 1, 32, 64)).latent_dist.logvar
+    torch.testing.assert_close(
+        video, expected.float().view(1, 3, 1, 1, 1).expand_as(video), atol=1e-6, rtol=0
+    )
+    # The log-variance channel starts at -4 up to what the zero input adds through the weights.
+    assert float(logvar.mean()) == pytest.approx(-4.0, abs=0.5)
 
 
 def test_recipe_models_have_the_release_strides_and_both_block_kinds() -> None:

@@ -84,7 +84,12 @@ def _model(cfg: SanaWMConfig) -> torch.nn.Module:
 def test_demo_pipeline_on_the_artifacts_is_seeded(trained: Path) -> None:
     out = trained
     settings = read_demo_settings(out)
-    pipe = load_demo_pipeline("cpu", directory=out)
+    threads = torch.get_num_threads()
+    try:
+        pipe = load_demo_pipeline("cpu", directory=out)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert pipe.backend == "reference" and pipe.dtype == torch.float32
     image = demo_first_frame(out)
     assert image.size == (96, 64)
