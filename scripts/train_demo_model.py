@@ -2,6 +2,7 @@
 
     python scripts/train_demo_model.py --out DIR [--minutes 8.3]      # the bundled model (one H100/H200)
     python scripts/train_demo_model.py --out DIR --tiny --device cpu  # the whole procedure in seconds
+    python scripts/train_demo_model.py --out DIR2 --init_from DIR     # a second DiT budget (same VAE)
 
 Recipe (numbers: ``sana_wm.demo_training.recipe.full``; phases: ``sana_wm.demo_training.run``):
 
@@ -12,11 +13,13 @@ Recipe (numbers: ``sana_wm.demo_training.recipe.full``; phases: ``sana_wm.demo_t
   mirrored left-right, reversed in time, and both (exact symmetries of a static world). Held out: clips of
   another seed and the demo world whose frame 0 is the bundled first frame.
 - VAE: diffusers ``AutoencoderKLLTX2Video`` with LTX-2's block layout at small widths (8x temporal, 32x
-  spatial, 32 latent channels, ~4.4 M parameters), trained from scratch for 26 % of the budget on random
-  17-frame windows: L1 + 0.5 L1 of image gradients + L1 of 8 x 8 block means + 2 L1 of their chroma + 1e-5
-  KL, AdamW 5e-4, bf16 autocast; the decoder's output layer starts at zero weights and the data's mean
-  colour (without that the per-location RMS norms let it collapse to a grey mean for hundreds of steps and
-  lose colour). Its per-channel latent mean/std are set from the training latents.
+  spatial, 32 latent channels, ~4.4 M parameters), trained from scratch for 23 % of the budget: first on
+  batches of 64 single frames (half of its time: colour and layout come from many pictures), then on batches
+  of 8 random 17-frame windows; L1 + 0.5 L1 of image gradients + L1 of 8 x 8 block means + 2 L1 of their
+  chroma + 1e-5 KL, AdamW 5e-4, bf16 autocast; the decoder's output layer starts at zero weights and the
+  data's mean colour (without both, the per-location RMS norms let it collapse to a grey mean for hundreds of
+  steps, and a short run ends grey or two-tone). Its per-channel latent mean/std are set from the training
+  latents.
 - DiT: our ``SanaWMTransformer`` (width 224 = 2 heads of 112, 6 blocks alternating GDN and softmax
   attention; camera branch with UCPE and Plücker injection in every block; ~7.5 M parameters), trained with
   ``sana_wm.train.Trainer`` on the cached latents: flow matching with logit-normal timesteps and shift 3,
@@ -56,6 +59,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--work_dir", type=Path, default=None, help="trainer checkpoints (default: temporary)")
     p.add_argument("--cpu_workers", type=int, default=None, help="CPU render processes (default: cores - 3)")
+    p.add_argument(
+        "--init_from",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="continue an earlier run's output: keep its VAE, start the DiT from its weights, new clips",
+    )
     return p.parse_args(argv)
 
 
@@ -89,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="sana_wm_demo_") as tmp:
             work_dir = args.work_dir or Path(tmp)
             logger.info("training the demo model on %s for %.1f min -> %s", device, args.minutes, out)
-            metadata = train_demo_model(recipe, out, device=device, minutes=args.minutes, work_dir=work_dir)
+            metadata = train_demo_model(
+                recipe, out, device=device, minutes=args.minutes, work_dir=work_dir, init_from=args.init_from
+            )
         logger.info("done in %.0f s: %s", metadata["timings_s"]["total"], sorted(metadata["bytes"]))
     except InputError as err:
         print(f"train_demo_model: error: {err}", file=sys.stderr)

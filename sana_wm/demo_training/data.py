@@ -7,7 +7,8 @@ frames, ``h``/``w`` latent grid.
 Variants: a static world seen along a camera path is equally valid mirrored left-right (world and camera
 mirrored in x: ``c2w' = S·c2w·S`` with ``S = diag(-1, 1, 1, 1)``, principal point ``cx' = W - 1 - cx`` for
 the flipped pixel columns) and played backwards (poses in reverse order). Both are exact: the flipped frames
-are what the ray-caster renders for the mirrored world, so every variant is a genuine sample.
+are the view of the mirror-image world (geometry, textures and sun mirrored) from the mirrored cameras, and
+a static world looks the same whichever way the path is walked.
 """
 
 from __future__ import annotations

@@ -33,11 +33,13 @@ class DemoRecipe:
     clips of ``ClipSettings(seed=heldout_seed)`` and the demo world ``demo_world_seed`` built around the
     default action's path.
 
-    VAE: ``AutoencoderKLLTX2Video`` with the ``vae_*`` sizes, trained on random ``vae_window_frames``-frame
-    windows with L1 + ``vae_grad_weight`` x L1 of image gradients + ``vae_lowpass_weight`` x L1 of 8 x 8
-    block means + ``vae_chroma_weight`` x L1 of their chroma + ``vae_kl_weight`` x KL (per-element means)
-    (:func:`sana_wm.demo_training.vae_training.vae_loss`), AdamW, linear warm-up then cosine to 10 % over
-    its time budget, from diffusers' initialisation with the decoder output started at the mean colour.
+    VAE: ``AutoencoderKLLTX2Video`` with the ``vae_*`` sizes, trained on batches of ``vae_image_batch``
+    random single frames for the first ``vae_image_fraction`` of its time, then on ``vae_batch`` random
+    ``vae_window_frames``-frame windows, with L1 + ``vae_grad_weight`` x L1 of image gradients
+    + ``vae_lowpass_weight`` x L1 of 8 x 8 block means + ``vae_chroma_weight`` x L1 of their chroma
+    + ``vae_kl_weight`` x KL (per-element means; :func:`sana_wm.demo_training.vae_training.vae_loss`),
+    AdamW, linear warm-up then cosine to 10 % over its time budget, from diffusers' initialisation with the
+    decoder output started at the mean colour.
 
     DiT: :class:`SanaWMConfig` from the ``dit_*`` sizes, trained by :class:`sana_wm.train.Trainer` on the
     normalised latents (flow matching, logit-normal timesteps with ``settings.flow_shift``, frame 0 always
@@ -51,7 +53,7 @@ class DemoRecipe:
     shadows: bool = True
     # budget: fractions of the whole run's wall clock (the DiT gets what is left before eval_reserve_s)
     render_fraction: float = 0.10
-    vae_fraction: float = 0.26
+    vae_fraction: float = 0.23
     eval_reserve_s: float = 30.0
     max_gpu_clips: int = 4000
     cpu_workers: int = -1  # -1: all cores but three
@@ -64,6 +66,8 @@ class DemoRecipe:
     vae_encoder_layers: tuple[int, int, int, int, int] = (1, 1, 1, 1, 1)
     vae_decoder_channels: tuple[int, int, int] = (24, 48, 96)
     vae_decoder_layers: tuple[int, int, int, int] = (1, 2, 2, 2)
+    vae_image_fraction: float = 0.5
+    vae_image_batch: int = 64
     vae_window_frames: int = 17
     vae_batch: int = 8
     vae_lr: float = 5e-4
@@ -114,6 +118,7 @@ def tiny() -> DemoRecipe:
         vae_encoder_channels=(8, 16, 16, 32),
         vae_decoder_channels=(8, 16, 32),
         vae_decoder_layers=(1, 1, 1, 1),
+        vae_image_batch=4,
         vae_window_frames=9,
         vae_batch=2,
         vae_warmup_steps=2,
@@ -168,8 +173,11 @@ def dit_config(recipe: DemoRecipe) -> SanaWMConfig:
     )
 
 
-def dit_run_config(recipe: DemoRecipe, run_dir: Path, *, device: str, max_steps: int) -> RunConfig:
-    """The :class:`RunConfig` of the DiT phase (the dataset is passed to the trainer directly).
+def dit_run_config(
+    recipe: DemoRecipe, run_dir: Path, *, device: str, max_steps: int, init_from: str | None = None
+) -> RunConfig:
+    """The :class:`RunConfig` of the DiT phase (the dataset is passed to the trainer directly);
+    ``init_from`` continues from a saved transformer instead of the official initialisation.
 
     Differences from the official stage-1 recipe, all for a from-scratch run of a few minutes: flow shift
     ``settings.flow_shift`` (a 6 x 11 x 11 latent needs far less shift than 22 x 40 x 21), every sample
@@ -203,4 +211,5 @@ def dit_run_config(recipe: DemoRecipe, run_dir: Path, *, device: str, max_steps:
         max_steps=max_steps,
         global_batch_size=recipe.dit_batch,
         device="cuda" if device.startswith("cuda") else "cpu",
+        init_from=init_from,
     )

@@ -10,6 +10,9 @@ Phases and their share of the budget ``T`` (``minutes · 60``), all timed from t
    resumes it with the step count that fills the time left before ``T − eval_reserve_s`` (and is stopped at
    that deadline in any case); the EMA weights are exported;
 5. evaluate the saved files through :func:`sana_wm.demo_model.load_demo_pipeline` and write the card.
+
+A run may continue an earlier one (``init_from``): no VAE phase (its VAE is reused unchanged), new clips,
+and the DiT starts from its weights, so the DiT gets a second budget.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from sana_wm.demo_model import (
     DemoSettings,
     load_demo_pipeline,
     read_demo_settings,
+    read_metadata,
 )
 from sana_wm.demo_training.data import (
     CpuRenderPool,
@@ -57,6 +61,8 @@ from sana_wm.demo_training.recipe import DemoRecipe, dit_run_config
 from sana_wm.demo_training.vae_training import (
     build_vae,
     encode_clips,
+    load_vae,
+    normalise,
     reconstruction_psnr,
     set_latent_stats,
     train_vae,
@@ -86,9 +92,21 @@ class Clock:
 
 
 def train_demo_model(
-    recipe: DemoRecipe, out_dir: Path, *, device: str, minutes: float, work_dir: Path
+    recipe: DemoRecipe,
+    out_dir: Path,
+    *,
+    device: str,
+    minutes: float,
+    work_dir: Path,
+    init_from: Path | None = None,
 ) -> dict[str, Any]:
-    """Run every phase and write the demo files to ``out_dir``; returns the metadata written."""
+    """Run every phase and write the demo files to ``out_dir``; returns the metadata written.
+
+    ``init_from`` (the output folder of an earlier run of the same recipe) continues that run instead: its
+    VAE is kept as it is (weights and latent statistics, so the latents mean what they meant), there is no
+    VAE phase, and the DiT starts from its transformer, so a second budget goes to fresh renders and DiT
+    steps.
+    """
     clock = Clock(minutes * 60.0)
     dev = torch.device(device)
     if dev.type == "cuda":
@@ -96,53 +114,29 @@ def train_demo_model(
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(recipe.seed)
-    s = recipe.settings
-    train_settings = clip_settings(s.height, s.width, s.num_frames, recipe.train_seed, recipe.shadows)
-    workers = auto_workers(recipe.cpu_workers)
+    previous = read_metadata(init_from) if init_from is not None else None
     threads = torch.get_num_threads()
-    # The host only feeds the GPU, and render workers own the other cores: intra-op threads competing with
-    # busy cores stall at every barrier (tens of times slower), so the main process keeps few.
-    torch.set_num_threads(min(4, threads) if dev.type == "cuda" else max(1, threads - workers))
-    pool = CpuRenderPool(train_settings, recipe.cpu_index_offset, workers, recipe.max_cpu_clips)
     timings: dict[str, float] = {}
-    try:
-        heldout, demo_truth, demo_k = _render_heldout(recipe, dev)
-        clips = render_for(
-            train_settings, 0, clock.left_until(recipe.render_fraction), recipe.max_gpu_clips, dev
-        )
-        gpu_clips = len(clips)
-        clips += pool.harvest()
-        timings["render"] = clock.now()
-        log.info(
-            "rendered %d clips on %s (+%d by CPU workers) in %.0f s",
-            gpu_clips,
-            dev,
-            len(clips) - gpu_clips,
-            timings["render"],
-        )
-        vae = build_vae(recipe, recipe.seed)
-        vae_seconds = max(1.0, clock.left_until(recipe.render_fraction + recipe.vae_fraction))
-        vae_stats = train_vae(vae, clips, recipe, device=dev, seconds=vae_seconds, more_clips=pool.harvest)
-        clips += pool.stop()
-    finally:
-        pool.stop()
-    timings["vae"] = clock.now() - timings["render"]
+    heldout, demo_truth, demo_k, clips, gpu_clips, vae, vae_stats = _data_and_vae(
+        recipe, dev, clock, timings, init_from
+    )
 
     raw, camera, plucker = encode_clips(vae, clips, recipe, dev)
-    latents = set_latent_stats(vae, raw)
+    latents = set_latent_stats(vae, raw) if previous is None else normalise(vae, raw)
     vae_psnr = reconstruction_psnr(vae, heldout, dev)
     _save_vae(vae, out_dir)
     del vae, raw
     _write_first_frame(out_dir, demo_truth[0])
     metadata = _metadata(recipe, demo_k[0])
     _write_json(out_dir / METADATA_FILE, metadata)
-    timings["encode"] = clock.now() - timings["render"] - timings["vae"]
+    timings["encode"] = clock.now() - sum(timings.values())
     log.info(
         "encoded %d samples %s; held-out VAE PSNR %.2f dB", len(latents), tuple(latents.shape[1:]), vae_psnr
     )
 
     dataset = LatentClips(latents, camera, plucker, recipe.dit_caption_channels)
-    dit_stats = _train_dit(recipe, dataset, work_dir / "dit", dev, clock)
+    start = None if init_from is None else str(init_from / TRANSFORMER_FILE)
+    dit_stats = _train_dit(recipe, dataset, work_dir / "dit", dev, clock, start)
     _export_transformer(work_dir / "dit", out_dir)
     timings["dit"] = clock.now() - sum(timings.values())
 
@@ -150,6 +144,8 @@ def train_demo_model(
     timings["evaluate"] = clock.now() - sum(timings.values())
     timings["total"] = clock.now()
     torch.set_num_threads(threads)
+    before = (previous or {}).get("metrics", {})
+    dit_stats["dit_steps_total"] = dit_stats["dit_steps"] + before.get("dit_steps_total", 0)
     metadata.update(
         data={
             "train_clips": len(clips),
@@ -169,9 +165,59 @@ def train_demo_model(
         timings_s=timings,
         environment=_environment(dev),
     )
+    if previous is not None:
+        metadata["continued_from"] = {k: previous[k] for k in ("data", "metrics", "timings_s", "environment")}
     _write_json(out_dir / METADATA_FILE, metadata)
     _write_card(out_dir, metadata)
     return metadata
+
+
+def _data_and_vae(
+    recipe: DemoRecipe, dev: torch.device, clock: Clock, timings: dict[str, float], init_from: Path | None
+) -> tuple[list[RenderedClip], np.ndarray, np.ndarray, list[RenderedClip], int, Any, dict[str, Any]]:
+    """Phases 1-2: held-out renders, training clips (device + CPU workers) and the trained (or loaded) VAE.
+
+    Returns the held-out clips, the demo world's frames and intrinsics, the training clips, how many of them
+    the device rendered, the VAE (on ``dev``) and its training numbers.
+    """
+    s = recipe.settings
+    train_settings = clip_settings(s.height, s.width, s.num_frames, recipe.train_seed, recipe.shadows)
+    workers = auto_workers(recipe.cpu_workers)
+    # The host only feeds the GPU, and render workers own the other cores: intra-op threads competing with
+    # busy cores stall at every barrier (tens of times slower), so the main process keeps few.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(4, threads) if dev.type == "cuda" else max(1, threads - workers))
+    # A continued run renders other clips than the run it continues (its indices start past them).
+    first = 0 if init_from is None else recipe.max_gpu_clips
+    offset = recipe.cpu_index_offset + (0 if init_from is None else recipe.max_cpu_clips)
+    pool = CpuRenderPool(train_settings, offset, workers, recipe.max_cpu_clips)
+    try:
+        heldout, demo_truth, demo_k = _render_heldout(recipe, dev)
+        left = clock.left_until(recipe.render_fraction)
+        clips = render_for(train_settings, first, left, recipe.max_gpu_clips, dev)
+        gpu_clips = len(clips)
+        clips += pool.harvest()
+        timings["render"] = clock.now()
+        log.info(
+            "rendered %d clips on %s (+%d by CPU workers) in %.0f s",
+            gpu_clips,
+            dev,
+            len(clips) - gpu_clips,
+            timings["render"],
+        )
+        if init_from is None:
+            vae = build_vae(recipe, recipe.seed)
+            seconds = max(1.0, clock.left_until(recipe.render_fraction + recipe.vae_fraction))
+            stats = train_vae(vae, clips, recipe, device=dev, seconds=seconds, more_clips=pool.harvest)
+        else:
+            vae = load_vae(init_from / VAE_SUBFOLDER, recipe).to(dev)
+            before = read_metadata(init_from)["metrics"]
+            stats = {k: v for k, v in before.items() if k.startswith("vae_") and k != "vae_heldout_psnr_db"}
+        clips += pool.stop()
+    finally:
+        pool.stop()
+    timings["vae"] = clock.now() - timings["render"]
+    return heldout, demo_truth, demo_k, clips, gpu_clips, vae, stats
 
 
 def _render_heldout(
@@ -195,10 +241,16 @@ def _render_heldout(
 
 
 def _train_dit(
-    recipe: DemoRecipe, dataset: LatentClips, run_dir: Path, dev: torch.device, clock: Clock
+    recipe: DemoRecipe,
+    dataset: LatentClips,
+    run_dir: Path,
+    dev: torch.device,
+    clock: Clock,
+    init_from: str | None,
 ) -> dict:
+    """Phase 4: a calibration run, then the main run sized to the time left (see the module docstring)."""
     calibration = min(recipe.dit_calibration_steps, recipe.dit_max_steps)
-    cfg = dit_run_config(recipe, run_dir, device=dev.type, max_steps=calibration)
+    cfg = dit_run_config(recipe, run_dir, device=dev.type, max_steps=calibration, init_from=init_from)
     Trainer(cfg, dataset=dataset).run()
     seconds_per_step = recipe.dit_batch / read_metrics(run_dir)[-1]["samples_per_s"]
     left = clock.left_until(1.0, recipe.eval_reserve_s)

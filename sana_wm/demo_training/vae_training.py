@@ -4,8 +4,10 @@ cache of the DiT phase.
 Shape letters: ``B`` batch, ``F`` pixel frames, ``H``/``W`` pixels, ``C`` latent channels, ``T`` latent
 frames, ``h``/``w`` latent grid.
 
-Training step: a batch of random ``window``-frame windows (each randomly mirrored and/or reversed), encoded
-to the diagonal-Gaussian posterior, a posterior sample decoded, and
+Training step: a batch of random single frames (the first ``image_fraction`` of the time: an image costs an
+eighth of a window, so colour and layout are learnt from many more pictures) or random ``window``-frame
+windows (each randomly mirrored and/or reversed), encoded to the diagonal-Gaussian posterior, a posterior
+sample decoded, and
 
     loss = L1(x̂, x) + grad_weight · (L1(∂x x̂, ∂x x) + L1(∂y x̂, ∂y x)) + lowpass_weight · L1(B(x̂), B(x))
            + chroma_weight · L1(C(B(x̂)), C(B(x))) + kl_weight · mean KL(q ‖ N(0, I))
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -35,6 +38,7 @@ from torch import Tensor
 
 from sana_wm.demo_training.data import VARIANTS, RenderedClip, camera_tensors, to_video, variant
 from sana_wm.demo_training.recipe import DemoRecipe, vae_config
+from sana_wm.errors import InputError
 
 log = logging.getLogger("sana_wm")
 
@@ -148,7 +152,7 @@ def train_vae(
     optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
     rng = random.Random(recipe.seed)
     begin = last_log = time.perf_counter()
-    step, window = 0, recipe.vae_window_frames
+    step, image_steps = 0, 0
     running: dict[str, float] = {}
     while step < recipe.vae_max_steps:
         elapsed = time.perf_counter() - begin
@@ -158,7 +162,14 @@ def train_vae(
             clips.extend(more_clips())
         for group in optimizer.param_groups:
             group["lr"] = recipe.vae_lr * lr_factor(step, elapsed / seconds, recipe.vae_warmup_steps)
-        video = to_video(random_windows(clips, recipe.vae_batch, window, rng, device), device)
+        fraction = recipe.vae_image_fraction
+        images = elapsed < fraction * seconds and step < fraction * recipe.vae_max_steps
+        if images:
+            image_steps += 1
+            frames = random_windows(clips, recipe.vae_image_batch, 1, rng, device)
+        else:
+            frames = random_windows(clips, recipe.vae_batch, recipe.vae_window_frames, rng, device)
+        video = to_video(frames, device)
         with autocast(device):
             terms = vae_loss(vae, video, recipe)
         optimizer.zero_grad(set_to_none=True)
@@ -172,9 +183,10 @@ def train_vae(
         if time.perf_counter() - last_log > 15 or step == 1:
             last_log = time.perf_counter()
             log.info(
-                "vae step %d  %.0f s  loss %.4f  l1 %.4f  grad %.4f  low %.4f  chroma %.4f  kl %.2f  "
+                "vae step %d (%s)  %.0f s  loss %.4f  l1 %.4f  grad %.4f  low %.4f  chroma %.4f  kl %.2f  "
                 "gnorm %.2f  clips %d",
                 step,
+                "images" if images else "windows",
                 last_log - begin,
                 *(running[k] for k in ("loss", "l1", "grad", "low", "chroma", "kl", "grad_norm")),
                 len(clips),
@@ -182,6 +194,7 @@ def train_vae(
     vae.eval()
     return {
         "vae_steps": step,
+        "vae_image_steps": image_steps,
         "vae_seconds": time.perf_counter() - begin,
         **{f"vae_{k}": v for k, v in running.items()},
     }
@@ -223,8 +236,30 @@ def set_latent_stats(vae: AutoencoderKLLTX2Video, raw_NCThw: Tensor) -> Tensor:
     std = raw_NCThw.std(dim=(0, 2, 3, 4)).clamp_min(1e-4).half().float()
     vae.latents_mean.copy_(mean.to(vae.latents_mean))
     vae.latents_std.copy_(std.to(vae.latents_std))
-    scale = float(vae.config.scaling_factor)
-    return (raw_NCThw - mean.view(1, -1, 1, 1, 1)) * scale / std.view(1, -1, 1, 1, 1)
+    return normalise(vae, raw_NCThw)
+
+
+def normalise(vae: AutoencoderKLLTX2Video, raw_NCThw: Tensor) -> Tensor:
+    """Raw latents (CPU) normalised with the VAE's stored statistics, as ``VideoVAE.normalize`` does."""
+    mean = vae.latents_mean.detach().float().cpu().view(1, -1, 1, 1, 1)
+    std = vae.latents_std.detach().float().cpu().view(1, -1, 1, 1, 1)
+    return (raw_NCThw - mean) * float(vae.config.scaling_factor) / std
+
+
+def load_vae(folder: str | os.PathLike[str], recipe: DemoRecipe) -> AutoencoderKLLTX2Video:
+    """A saved demo VAE (``save_pretrained`` folder) in fp32, checked against the recipe's architecture."""
+    vae = AutoencoderKLLTX2Video.from_pretrained(str(folder), torch_dtype=torch.float32)
+    wanted = vae_config(recipe)
+    differing = sorted(k for k, v in wanted.items() if _plain(vae.config[k]) != _plain(v))
+    if differing:
+        raise InputError(
+            f"--init_from: the VAE in {folder} differs from the recipe in {', '.join(differing)}"
+        )
+    return vae.eval()
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple | list) else value
 
 
 @torch.no_grad()

@@ -28,7 +28,14 @@ from sana_wm.demo_training.evaluate import (
 )
 from sana_wm.demo_training.recipe import dit_config, tiny, vae_config
 from sana_wm.demo_training.run import fill_model_card
-from sana_wm.demo_training.vae_training import build_vae, init_for_training, lr_factor, set_latent_stats
+from sana_wm.demo_training.vae_training import (
+    build_vae,
+    init_for_training,
+    load_vae,
+    lr_factor,
+    set_latent_stats,
+)
+from sana_wm.errors import InputError
 from sana_wm.worlds import camera_rays
 
 SETTINGS = clip_settings(32, 64, 17, seed=3, shadows=False)
@@ -101,6 +108,16 @@ def test_training_init_starts_the_decoder_at_the_mean_colour(clip: RenderedClip)
     )
     # The log-variance channel starts at -4 up to what the zero input adds through the weights.
     assert float(logvar.mean()) == pytest.approx(-4.0, abs=0.5)
+
+
+def test_a_saved_vae_must_match_the_recipe(tmp_path) -> None:
+    import dataclasses
+
+    recipe = tiny()
+    build_vae(recipe, seed=0).save_pretrained(str(tmp_path / "vae"))
+    assert load_vae(tmp_path / "vae", recipe).config.latent_channels == 8
+    with pytest.raises(InputError, match="latent_channels"):
+        load_vae(tmp_path / "vae", dataclasses.replace(recipe, latent_channels=16))
 
 
 def test_recipe_models_have_the_release_strides_and_both_block_kinds() -> None:

@@ -114,6 +114,24 @@ def test_demo_pipeline_on_the_artifacts_is_seeded(trained: Path) -> None:
     assert not np.array_equal(first, other)
 
 
+def test_a_continued_run_keeps_the_vae_and_trains_the_dit_further(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "continued"
+    assert _script().main(["--out", str(out), "--tiny", "--device", "cpu", "--init_from", str(trained)]) == 0
+    vae_file = "vae/diffusion_pytorch_model.safetensors"
+    assert (out / vae_file).read_bytes() == (trained / vae_file).read_bytes()
+    meta = json.loads((out / "demo_model.json").read_text(encoding="utf-8"))
+    first = json.loads((trained / "demo_model.json").read_text(encoding="utf-8"))
+    assert meta["metrics"]["dit_steps_total"] == 2 * tiny().dit_max_steps
+    assert meta["metrics"]["vae_steps"] == first["metrics"]["vae_steps"]  # carried over, not retrained
+    assert meta["continued_from"]["metrics"]["dit_steps_total"] == tiny().dit_max_steps
+    with (
+        safe_open(str(out / "transformer.safetensors"), framework="pt") as new,
+        safe_open(str(trained / "transformer.safetensors"), framework="pt") as old,
+    ):
+        name = "blocks.0.attn.qkv.weight"
+        assert not torch.equal(new.get_tensor(name), old.get_tensor(name))
+
+
 def test_refuses_a_non_empty_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "keep.txt").write_text("x")
     assert _script().main(["--out", str(tmp_path), "--tiny", "--device", "cpu"]) == 2
