@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sana_wm.models.attention import (
+    BlockContext,
     CrossAttention,
     GDNCameraAttention,
-    SelfAttnContext,
     SoftmaxCameraAttention,
 )
 from sana_wm.models.config import SanaWMConfig
@@ -63,7 +63,7 @@ class SanaWMBlock(nn.Module):
         keep_BL: Tensor,
         t0_BT6D: Tensor,
         plucker_BMD: Tensor,
-        ctx: SelfAttnContext,
+        ctx: BlockContext,
     ) -> Tensor:
         num_frames = ctx.grid[0]
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
@@ -77,7 +77,9 @@ class SanaWMBlock(nn.Module):
             x_BMD = x_BMD + self.plucker_proj(plucker_BMD)
         x_BMD = x_BMD + self.cross_attn(x_BMD, text_BLD, keep_BL)
         m_BTSD = _layer_norm(x_BMD).unflatten(1, (num_frames, -1)) * (1 + scale_mlp) + shift_mlp
-        mlp_BTSD = self.mlp(m_BTSD.flatten(1, 2), ctx.grid).unflatten(1, (num_frames, -1))
+        mlp_BTSD = self.mlp(m_BTSD.flatten(1, 2), ctx.grid, ctx.ffn_frames_per_chunk).unflatten(
+            1, (num_frames, -1)
+        )
         return x_BMD + (gate_mlp * mlp_BTSD).flatten(1, 2)
 
 

@@ -20,12 +20,15 @@ are floored to integers before the sinusoid (the release has ``timestep_norm_sca
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from sana_wm.errors import InputError
-from sana_wm.models.attention import DualBranchAttention, RMSNorm, SelfAttnContext, ShortConv
+from sana_wm.models.attention import BlockContext, DualBranchAttention, RMSNorm, ShortConv
 from sana_wm.models.blocks import FinalLayer, SanaWMBlock
 from sana_wm.models.camera_embed import ray_transforms
 from sana_wm.models.config import SanaWMConfig
@@ -37,6 +40,33 @@ Y_NORM_EPS = 1e-5
 CAMERA_CONDITION_CHANNELS = 20
 # Official init of the shared output gate: zero weight and silu(bias) = 1, so the gate starts as identity.
 OUTPUT_GATE_INIT_BIAS = 1.278464542761074
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a forward bounds its activation memory; every setting leaves the result unchanged.
+
+    Attributes:
+        heads_per_chunk: self-attention heads computed at a time in both branches (``None``: all).
+        ffn_frames_per_chunk: latent frames the FFN processes at a time (``None``: all).
+        samples_per_pass: batch rows per pass through the blocks, e.g. 1 to run the two CFG rows one after the
+            other (``None``: the whole batch at once).
+    """
+
+    heads_per_chunk: int | None = None
+    ffn_frames_per_chunk: int | None = None
+    samples_per_pass: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("heads_per_chunk", "ffn_frames_per_chunk", "samples_per_pass"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InputError(f"memory.{name}: expected a positive integer or None, got {value!r}")
+
+    @classmethod
+    def lean(cls) -> MemoryPlan:
+        """The low-memory plan used for long clips: 5 heads and 16 latent frames at a time, full batch."""
+        return cls(heads_per_chunk=5, ffn_frames_per_chunk=16)
 
 
 class SanaWMTransformer(nn.Module):
@@ -74,6 +104,7 @@ class SanaWMTransformer(nn.Module):
         *,
         backend: Backend = "torch",
         bf16_softmax: bool = False,
+        memory: MemoryPlan | None = None,
     ) -> Tensor:
         """Predict the velocity ``(B, C, T, h, w)``.
 
@@ -88,9 +119,26 @@ class SanaWMTransformer(nn.Module):
             backend: implementation of the ops (``"reference"`` or ``"torch"``), see ``sana_wm.ops``.
             bf16_softmax: run the softmax attentions with bf16 q/k/v even in an fp32 model (what diffusers
                 0.42.1 does); only matters for fp32 models.
+            memory: how to bound activation memory (:class:`MemoryPlan`); the result does not depend on it.
         """
         check_backend(backend)
         self._check_inputs(latents, timestep, text, text_mask, camera_conditions, chunk_plucker)
+        memory = memory or MemoryPlan()
+        per_pass = memory.samples_per_pass
+        if per_pass is not None and latents.shape[0] > per_pass:
+            inputs = (latents, timestep, text, text_mask, camera_conditions, chunk_plucker)
+            single = dataclasses.replace(memory, samples_per_pass=None)
+            return torch.cat(
+                [
+                    self(
+                        *(x[i : i + per_pass] for x in inputs),
+                        backend=backend,
+                        bf16_softmax=bf16_softmax,
+                        memory=single,
+                    )
+                    for i in range(0, latents.shape[0], per_pass)
+                ]
+            )
         dtype = self.x_embedder.proj.weight.dtype
         batch, _, num_frames, height, width = latents.shape
         grid = (num_frames, height, width)
@@ -105,7 +153,9 @@ class SanaWMTransformer(nn.Module):
 
         cos, sin = rope_tables(*grid, self.config.head_dim, device=latents.device)  # (M, P) each
         rays = ray_transforms(camera_conditions, grid, cos, sin, self.config.head_dim)
-        ctx = SelfAttnContext(grid, cos, sin, rays, backend, bf16_softmax)
+        ctx = BlockContext(
+            grid, cos, sin, rays, backend, bf16_softmax, memory.heads_per_chunk, memory.ffn_frames_per_chunk
+        )
         for block in self.blocks:
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, y, keep, t0, plucker, ctx, use_reentrant=False)

@@ -1,5 +1,5 @@
 """The SANA-WM feed-forward block (``GLUMBConvTemp``): a gated inverted-bottleneck conv per frame plus a
-residual dense temporal convolution.
+residual dense temporal convolution. Both parts can run on a few frames at a time (bounded memory).
 
 Shape letters: ``B`` batch, ``T`` latent frames, ``h``/``w`` latent grid, ``S`` tokens per frame, ``M`` video
 tokens (``T·S``), ``D`` model width, ``G`` doubled hidden width (``2·int(D·mlp_ratio)``).
@@ -13,6 +13,7 @@ are kept.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -39,19 +40,45 @@ class GLUMBConvTemp(nn.Module):
             dim, dim, kernel_size=(temporal_kernel, 1), padding=(temporal_kernel // 2, 0), bias=False
         )
 
-    def forward(self, x_BMD: Tensor, grid: tuple[int, int, int]) -> Tensor:
+    def forward(
+        self, x_BMD: Tensor, grid: tuple[int, int, int], frames_per_chunk: int | None = None
+    ) -> Tensor:
+        """``frames_per_chunk`` bounds the memory of the hidden activations (same result for any value)."""
         batch, tokens, dim = x_BMD.shape
-        num_frames, height, width = grid
+        num_frames = grid[0]
+        step = num_frames if frames_per_chunk is None else max(1, min(frames_per_chunk, num_frames))
+        x_BTSD = x_BMD.unflatten(1, (num_frames, -1))
+        y_BTSD = torch.empty_like(x_BTSD)
+        for start in range(0, num_frames, step):
+            y_BTSD[:, start : start + step] = self._per_frame(x_BTSD[:, start : start + step], grid)
+        out_BTSD = torch.empty_like(y_BTSD)
+        for start in range(0, num_frames, step):
+            out_BTSD[:, start : start + step] = self._temporal(y_BTSD, start, min(start + step, num_frames))
+        return out_BTSD.flatten(1, 2)
+
+    def _per_frame(self, x_BFSD: Tensor, grid: tuple[int, int, int]) -> Tensor:
+        """The 2D part on ``F`` frames: inverted 1×1, SiLU, depthwise 3×3, GLU, point 1×1."""
+        batch, frames, _, dim = x_BFSD.shape
+        _, height, width = grid
         inverted, depth, point = self.inverted_conv.conv, self.depth_conv.conv, self.point_conv.conv
-        u_BMG = F.silu(F.linear(x_BMD, inverted.weight.flatten(1), inverted.bias))
-        u_XGhw = u_BMG.reshape(batch * num_frames, height, width, -1).permute(
-            0, 3, 1, 2
-        )  # channels-last view
-        u_XhwG = F.conv2d(u_XGhw, depth.weight, depth.bias, padding=1, groups=depth.groups).permute(
-            0, 2, 3, 1
+        u_XhwG = F.silu(F.linear(x_BFSD, inverted.weight.flatten(1), inverted.bias)).reshape(
+            batch * frames, height, width, -1
         )
+        u_XhwG = F.conv2d(
+            u_XhwG.permute(0, 3, 1, 2), depth.weight, depth.bias, padding=1, groups=depth.groups
+        ).permute(0, 2, 3, 1)  # conv on a channels-last view
         value, gate = u_XhwG.chunk(2, dim=-1)
         y_XhwD = F.linear(value * F.silu(gate), point.weight.flatten(1))
-        y_BDTS = y_XhwD.reshape(batch, num_frames, height * width, dim).permute(0, 3, 1, 2)
-        y_BDTS = y_BDTS + F.conv2d(y_BDTS, self.t_conv.weight, padding=self.t_conv.padding)
-        return y_BDTS.permute(0, 2, 3, 1).reshape(batch, tokens, dim)
+        return y_XhwD.reshape(batch, frames, height * width, dim)
+
+    def _temporal(self, y_BTSD: Tensor, start: int, stop: int) -> Tensor:
+        """``y + Conv_{(k,1)}(y)`` for output frames ``[start, stop)``, as one linear over the ``k`` shifted
+        copies concatenated along channels (zero frames beyond both ends)."""
+        num_frames = y_BTSD.shape[1]
+        taps = self.t_conv.weight.shape[2]
+        half = taps // 2
+        lo, hi = max(0, start - half), min(num_frames, stop + half)
+        window = F.pad(y_BTSD[:, lo:hi], (0, 0, 0, 0, lo - (start - half), (stop + half) - hi))
+        shifted = torch.cat([window[:, j : j + stop - start] for j in range(taps)], dim=-1)
+        weight_D_KD = self.t_conv.weight[..., 0].permute(0, 2, 1).flatten(1)  # (D_out, k·D_in)
+        return y_BTSD[:, start:stop] + F.linear(shifted, weight_D_KD)

@@ -7,7 +7,7 @@ import torch
 from parity_helpers import perturb_all_parameters, random_inputs
 
 from sana_wm.errors import InputError
-from sana_wm.models import SanaWMTransformer, tiny
+from sana_wm.models import MemoryPlan, SanaWMTransformer, tiny
 from sana_wm.models.dit import OUTPUT_GATE_INIT_BIAS
 
 
@@ -103,3 +103,51 @@ def test_bad_input_shapes_name_the_input(name: str, bad: torch.Tensor, message: 
     model = SanaWMTransformer(tiny())
     with pytest.raises(InputError, match=message):
         model(**{**random_inputs(0, 1, 3, 2, 3), name: bad})
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        MemoryPlan(heads_per_chunk=1, ffn_frames_per_chunk=2, samples_per_pass=1),
+        MemoryPlan(ffn_frames_per_chunk=1),
+        MemoryPlan(heads_per_chunk=1, ffn_frames_per_chunk=4),
+        MemoryPlan.lean(),
+    ],
+)
+def test_memory_plans_equal_one_shot_forward_and_gradients(plan: MemoryPlan) -> None:
+    """Chunked heads / FFN frames / batch passes give the one-shot output and gradients (fp32)."""
+    model = _perturbed_tiny(3)
+    inputs = random_inputs(4, 2, 5, 2, 3)
+    results = []
+    for memory in (None, plan):
+        model.zero_grad()
+        out = model(**inputs, memory=memory)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append(
+            (out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        )
+    (out_a, grads_a), (out_b, grads_b) = results
+    scale = out_a.abs().max()
+    assert (out_a - out_b).abs().max() <= 2e-6 * scale
+    assert grads_a.keys() == grads_b.keys()
+    for name, grad in grads_a.items():
+        assert (grad - grads_b[name]).abs().max() <= 1e-5 * grad.abs().max() + 1e-12, name
+
+
+def test_ffn_temporal_part_equals_the_checkpoint_conv() -> None:
+    """The channels-last linear over shifted frames equals the stored (k, 1) Conv2d, frame-chunked or not."""
+    from sana_wm.models.ffn import GLUMBConvTemp
+
+    torch.manual_seed(0)
+    ffn = GLUMBConvTemp(8, 12, 3)
+    y_BTSD = torch.randn(2, 5, 6, 8)
+    conv = ffn.t_conv(y_BTSD.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    for start, stop in ((0, 5), (0, 2), (2, 4), (4, 5)):
+        got = ffn._temporal(y_BTSD, start, stop)
+        want = y_BTSD[:, start:stop] + conv[:, start:stop]
+        assert (got - want).abs().max() < 1e-5, (start, stop)
+
+
+def test_memory_plan_rejects_bad_values() -> None:
+    with pytest.raises(InputError, match="memory.heads_per_chunk"):
+        MemoryPlan(heads_per_chunk=0)
