@@ -228,7 +228,7 @@ def demo_first_frame(directory: str | os.PathLike[str] = DEMO_DIR) -> Image.Imag
 
 
 def load_demo_pipeline(
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = "cpu",
     *,
     directory: str | os.PathLike[str] = DEMO_DIR,
     dtype: torch.dtype = torch.float32,

@@ -1,6 +1,10 @@
 """``sana-wm generate``: first image + prompt + camera path -> mp4, JSON sidecar and optionally the latents.
 
-Flags and defaults follow the official ``inference_sana_wm.py`` (underscore names; hyphen aliases accepted).
+Two models: with no weight flags it runs the bundled demo model (:mod:`sana_wm.demo_model`: CPU-sized, trained
+on procedural worlds, prompt-free, no refiner; without ``--image`` it starts from the bundled held-out first
+frame along the default action string). ``--official`` or any weight flag selects the released SANA-WM,
+whose flags and defaults follow the official ``inference_sana_wm.py`` (underscore names; hyphen aliases
+accepted).
 By default stage 1 is followed by the stage-2 refiner (:mod:`sana_wm.two_stage`): F requested frames give
 an F - 1 frame video whose poses are ``c2w[1:F]``; ``--no_refiner`` writes the F stage-1 frames instead.
 Every input is checked and every weight file found before any weight is loaded, and nothing is written
@@ -36,12 +40,15 @@ REFINER_MODES = ("single_shot", "chunk_causal")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="generate a video from an image, a prompt and a camera path")
     p.add_argument(
-        "--image", required=True, metavar="FILE", help="first-frame image (any size; cropped to 704x1280)"
+        "--image",
+        metavar="FILE",
+        help="first-frame image (any size; resized and centre-cropped); required for the released model, "
+        "default for the demo model: its bundled held-out frame",
     )
-    text = p.add_mutually_exclusive_group(required=True)
+    text = p.add_mutually_exclusive_group()
     text.add_argument("--prompt", metavar="FILE", help="UTF-8 text file holding the prompt")
     text.add_argument(*flag("--prompt_text"), dest="prompt_text", metavar="TEXT", help="the prompt itself")
-    add_camera_path_args(p, required=True)
+    add_camera_path_args(p, required=False)
     p.add_argument(
         "--intrinsics",
         metavar="FILE.npy",
@@ -52,26 +59,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         *flag("--num_frames"),
         dest="num_frames",
         type=int,
-        default=161,
-        help="frames to generate (capped by the camera path, snapped to 8k+1; default 161 = 10 s at 16 fps)",
+        help="frames to generate (capped by the camera path, snapped to 8k+1; default 161 = 10 s at 16 fps, "
+        "demo model 81)",
     )
     p.add_argument(*flag("--output_dir"), dest="output_dir", required=True, metavar="DIR")
     p.add_argument("--name", default="output", help="file name stem of the outputs (default: output)")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument(
-        "--steps", "--step", dest="steps", type=int, default=60, help="sampling steps (default 60)"
-    )
-    p.add_argument(
-        *flag("--cfg_scale"), dest="cfg_scale", type=float, default=5.0, help="guidance (default 5)"
-    )
-    p.add_argument(
-        *flag("--flow_shift"), dest="flow_shift", type=float, default=DEFAULT_FLOW_SHIFT, help="default 9.8"
-    )
+    p.add_argument("--steps", "--step", dest="steps", type=int, help="sampling steps (default 60; demo 30)")
+    p.add_argument(*flag("--cfg_scale"), dest="cfg_scale", type=float, help="guidance (default 5; demo 1)")
+    p.add_argument(*flag("--flow_shift"), dest="flow_shift", type=float, help="default 9.8 (demo 3)")
     p.add_argument(*flag("--negative_prompt"), dest="negative_prompt", default="", metavar="TEXT")
-    p.add_argument("--sampler", choices=sorted(SAMPLERS), default="ltx_euler", help="default ltx_euler")
-    p.add_argument("--fps", type=float, default=16.0, help="frame rate of the mp4 (default 16)")
-    p.add_argument("--height", type=int, default=MODEL_HEIGHT, help="the released model knows 704 only")
-    p.add_argument("--width", type=int, default=MODEL_WIDTH, help="the released model knows 1280 only")
+    p.add_argument("--sampler", choices=sorted(SAMPLERS), help="default ltx_euler")
+    p.add_argument("--fps", type=float, help="frame rate of the mp4 (default 16)")
+    p.add_argument("--height", type=int, help="default 704, the only height the release knows (demo 192)")
+    p.add_argument("--width", type=int, help="default 1280, the only width the release knows (demo 352)")
     p.add_argument(
         *flag("--no_action_overlay"),
         dest="no_action_overlay",
@@ -85,7 +86,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also write the latents of each video: <name>_latents.safetensors (refined unless "
         "--no_refiner), with --save_stage1 also <name>_stage1_latents.safetensors",
     )
-    weights = p.add_argument_group("weights (default: the official release, from the Hugging Face cache)")
+    weights = p.add_argument_group(
+        "weights (default: the bundled demo model; --official or any weight flag: the released SANA-WM)"
+    )
+    weights.add_argument(
+        "--official",
+        action="store_true",
+        help="the released SANA-WM from the Hugging Face cache (downloaded if missing, ~96 GB)",
+    )
+    weights.add_argument(
+        *flag("--demo_dir"),
+        dest="demo_dir",
+        metavar="DIR",
+        help="a demo-model folder written by scripts/train_demo_model.py (default: the bundled one)",
+    )
     weights.add_argument(
         *flag("--model_path"),
         dest="model_path",
@@ -181,7 +195,8 @@ def run(args: argparse.Namespace) -> int:
     if quiet:
         _silence_library_progress()
     started = time.perf_counter()
-    inputs = _check_inputs(args)
+    demo = _use_demo_model(args)
+    inputs = _check_inputs(args, demo)
     refine = not args.no_refiner
     if args.no_refiner and args.save_stage1:
         log.warning("--save_stage1: ignored with --no_refiner (the video is the stage-1 video)")
@@ -191,17 +206,21 @@ def run(args: argparse.Namespace) -> int:
 
     load_start = time.perf_counter()
     try:
-        pipe = load_pipeline(
-            args.model_path,
-            config=args.config,
-            vae_path=args.vae_path,
-            text_encoder_path=args.text_encoder_path,
-            device=args.device,
-            dtype=args.dtype,
-            offload=args.offload,
-            refiner=refine,
-            refiner_checkpoint=args.refiner_checkpoint,
-            refiner_gemma_root=args.refiner_gemma_root,
+        pipe = (
+            _load_demo(args)
+            if demo
+            else load_pipeline(
+                args.model_path,
+                config=args.config,
+                vae_path=args.vae_path,
+                text_encoder_path=args.text_encoder_path,
+                device=args.device,
+                dtype=args.dtype,
+                offload=args.offload,
+                refiner=refine,
+                refiner_checkpoint=args.refiner_checkpoint,
+                refiner_gemma_root=args.refiner_gemma_root,
+            )
         )
     except MissingWeightsError as err:
         for line in str(err).splitlines():
@@ -288,8 +307,65 @@ def _write_video(path: Path, video: Any, args: argparse.Namespace) -> None:
         writer.write_many(frames)
 
 
-def _check_inputs(args: argparse.Namespace) -> dict[str, Any]:
+RELEASE_DEFAULTS: dict[str, Any] = {
+    "num_frames": 161,
+    "steps": 60,
+    "cfg_scale": 5.0,
+    "flow_shift": DEFAULT_FLOW_SHIFT,
+    "sampler": "ltx_euler",
+    "fps": 16.0,
+    "height": MODEL_HEIGHT,
+    "width": MODEL_WIDTH,
+}
+_WEIGHT_FLAGS = ("model_path", "config", "vae_path", "text_encoder_path")
+
+
+def _use_demo_model(args: argparse.Namespace) -> bool:
+    """The demo model unless ``--official`` or a weight flag asks for the release; fills unset defaults."""
+    demo = not args.official and all(getattr(args, name) is None for name in _WEIGHT_FLAGS)
+    if args.demo_dir is not None and not demo:
+        raise InputError("--demo_dir: cannot be combined with --official or the release's weight flags")
+    defaults = dict(RELEASE_DEFAULTS)
+    if demo:
+        from sana_wm.demo_model import DEMO_DIR, demo_available, read_demo_settings
+
+        folder = Path(args.demo_dir) if args.demo_dir is not None else DEMO_DIR
+        if not demo_available(folder):
+            where = "--demo_dir" if args.demo_dir is not None else "the bundled demo model"
+            raise InputError(
+                f"{where}: {folder} holds no complete demo model (pass --official for the released weights)"
+            )
+        args.demo_dir = str(folder)
+        settings = read_demo_settings(folder)
+        defaults = {name: getattr(settings, name) for name in RELEASE_DEFAULTS}
+        if args.camera is None and args.action is None:
+            args.action, args.action_mapping = settings.action, settings.action_mapping
+        if not args.no_refiner:
+            log.info("the demo model has no stage-2 refiner: writing the stage-1 video")
+            args.no_refiner = True
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return demo
+
+
+def _load_demo(args: argparse.Namespace) -> Any:
+    from sana_wm.demo_model import load_demo_pipeline
+    from sana_wm.pipeline import DTYPES
+
+    extra = {"dtype": DTYPES[args.dtype]} if args.dtype else {}
+    return load_demo_pipeline(args.device, directory=args.demo_dir, **extra)  # device None: cuda if any
+
+
+def _check_inputs(args: argparse.Namespace, demo: bool) -> dict[str, Any]:
     """Read and validate every user input before anything heavy happens."""
+    if not demo:
+        if args.image is None:
+            raise InputError("--image: required for the released model (only the demo model has a default)")
+        if args.prompt is None and args.prompt_text is None:
+            raise InputError("--prompt / --prompt_text: the released model needs a prompt")
+        if args.camera is None and args.action is None:
+            raise InputError("--action / --camera: the released model needs a camera path")
     check_settings(
         steps=args.steps,
         cfg_scale=args.cfg_scale,
@@ -307,18 +383,33 @@ def _check_inputs(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError(f"--output_dir: {out_dir} exists and is not a folder")
     if not args.name or "/" in args.name or args.name in (".", ".."):
         raise InputError(f"--name: {args.name!r} is not a file name stem")
-    image = load_image(args.image)
+    if args.image is not None:
+        image = load_image(args.image)
+    else:
+        from sana_wm.demo_model import demo_first_frame
+
+        image = demo_first_frame(args.demo_dir)
     if args.prompt is not None:
         prompt = read_prompt_file(args.prompt)
-    else:
+    elif args.prompt_text is not None:
         prompt = args.prompt_text.strip()
-        if not prompt:
+        if not prompt and not demo:
             raise InputError("--prompt_text: the prompt is empty")
+    else:
+        prompt = ""
     c2w_F44 = camera_path(args)
     num_frames = align_num_frames(args.num_frames, len(c2w_F44))
     intrinsics = None
     if args.intrinsics is not None:
         intrinsics = load_intrinsics(args.intrinsics, num_frames, image_hw=(image.height, image.width))
+    elif demo:
+        from sana_wm.demo_model import SYNTHETIC_NOTE, centred_intrinsics, read_demo_settings
+
+        if args.image is None:
+            intrinsics = read_demo_settings(args.demo_dir).intrinsics_array()
+        else:
+            log.warning(SYNTHETIC_NOTE)
+            intrinsics = centred_intrinsics(image.height, image.width)
     refiner = None
     if not args.no_refiner:
         # Imports diffusers (seconds): only once everything cheaper has been checked.
@@ -373,7 +464,7 @@ def _settings(
         "command": "generate",
         "video": f"{stem}.mp4",
         "latents": f"{stem}_latents.safetensors" if args.save_latents else None,
-        "image": args.image,
+        "image": args.image or "(the demo model's bundled first frame)",
         "image_size_hw": [inputs["image"].height, inputs["image"].width],
         "prompt": inputs["prompt"],
         "negative_prompt": args.negative_prompt,
@@ -399,7 +490,8 @@ def _settings(
         "refiner": refined,
         "refiner_settings": _refiner_settings(inputs["refiner"], pipe.refiner_weights),
         "action_overlay": not args.no_action_overlay,
-        "model_path": str(weights.model) if weights else args.model_path,
+        "model": "demo" if args.demo_dir else "release",
+        "model_path": str(weights.model) if weights else (args.model_path or args.demo_dir),
         "config": str(weights.config) if weights and weights.config else args.config,
         "vae_path": str(weights.vae) if weights else args.vae_path,
         "text_encoder_path": str(weights.text_encoder) if weights else args.text_encoder_path,

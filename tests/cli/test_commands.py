@@ -58,17 +58,66 @@ def test_overlay_demo_writes_video_and_sidecar(tmp_path) -> None:
     assert np.abs(a[:, :30].astype(int) - b[:, :30]).mean() < 2
 
 
-def test_demo_writes_all_outputs(tmp_path) -> None:
+def test_demo_runs_the_demo_model_and_matches_the_pipeline(tmp_path, tiny_demo_dir) -> None:
+    """`sana-wm demo` = the demo pipeline on the bundled first frame along the model's default action."""
+    from sana_wm.demo_model import demo_first_frame, load_demo_pipeline, read_demo_settings
+
     out = tmp_path / "demo"
-    assert (
-        main(["--quiet", "demo", "--num_frames", "9", "--height", "64", "--width", "96", "--out", str(out)])
-        == 0
-    )
+    assert main(["--quiet", "demo", "--demo_dir", str(tiny_demo_dir), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "overlay_demo.json",
-        "overlay_demo.mp4",
+        "demo.json",
+        "demo.mp4",
         "trajectory.npy",
         "trajectory.png",
     ]
-    assert np.load(out / "trajectory.npy").shape == (321, 4, 4)
-    assert probe_video(out / "overlay_demo.mp4")["frames"] == 9
+    settings = read_demo_settings(tiny_demo_dir)
+    sidecar = read_sidecar(out / "demo.json")
+    assert sidecar.settings["model"] == "demo" and sidecar.settings["refiner"] is False
+    assert sidecar.settings["action"] == settings.action and len(sidecar.c2w) == settings.num_frames
+    np.testing.assert_allclose(sidecar.c2w, action_to_c2w(settings.action)[: settings.num_frames], atol=1e-6)
+    np.testing.assert_array_equal(np.load(out / "trajectory.npy"), sidecar.c2w)
+
+    pipe = load_demo_pipeline("cpu", directory=tiny_demo_dir)
+    want = pipe(
+        demo_first_frame(tiny_demo_dir),
+        "",
+        action=settings.action,
+        intrinsics=settings.intrinsics_array(),
+        seed=42,
+        progress=False,
+        **settings.pipeline_kwargs(),
+    ).frames.numpy()
+    plain = tmp_path / "plain"
+    argv = ["--quiet", "generate", "--demo_dir", str(tiny_demo_dir), "--output_dir", str(plain)]
+    assert main([*argv, "--no_action_overlay"]) == 0
+    got, _ = read_video(plain / "output.mp4")
+    assert got.shape == want.shape
+    assert np.abs(got.astype(int) - want.astype(int)).mean() < 3.0  # H.264 round trip only
+
+
+def test_generate_demo_with_an_image_and_a_prompt_says_what_the_model_is(
+    tmp_path, tiny_demo_dir, caplog
+) -> None:
+    import logging
+
+    from sana_wm.demo_model import PROMPT_NOTE, SYNTHETIC_NOTE
+
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)).save(image)
+    argv = ["generate", "--demo_dir", str(tiny_demo_dir), "--image", str(image), "--prompt_text", "a red car"]
+    with caplog.at_level(logging.WARNING, logger="sana_wm"):
+        assert main([*argv, "--action", "w-8", "--output_dir", str(tmp_path / "o")]) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert SYNTHETIC_NOTE in messages and PROMPT_NOTE in messages
+    assert probe_video(tmp_path / "o" / "output.mp4")["frames"] == 9
+
+
+def test_generate_release_needs_image_prompt_and_path(tmp_path, capsys) -> None:
+    argv = ["generate", "--official", "--output_dir", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--image: required for the released model" in err[0]
+    assert main(["generate", "--demo_dir", str(tmp_path), "--output_dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no complete demo model" in err[0]
+    assert not (tmp_path / "o").exists()

@@ -41,12 +41,8 @@ def _script():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Wall time is not asserted here: speed is measured by benchmarks, not by unit tests on a shared CPU.
-    out = tmp_path_factory.mktemp("demo") / "out"
-    code = _script().main(["--out", str(out), "--tiny", "--device", "cpu"])
-    assert code == 0
-    return out
+def trained(tiny_demo_dir: Path) -> Path:
+    return tiny_demo_dir
 
 
 def test_tiny_run_writes_the_eight_files(trained: Path) -> None:
