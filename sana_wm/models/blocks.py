@@ -77,7 +77,7 @@ class SanaWMBlock(nn.Module):
             x_BMD = x_BMD + self.plucker_proj(plucker_BMD)
         x_BMD = x_BMD + self.cross_attn(x_BMD, text_BLD, keep_BL)
         m_BTSD = _layer_norm(x_BMD).unflatten(1, (num_frames, -1)) * (1 + scale_mlp) + shift_mlp
-        mlp_BTSD = self.mlp(m_BTSD.flatten(1, 2), ctx.grid, ctx.ffn_frames_per_chunk).unflatten(
+        mlp_BTSD = self.mlp(m_BTSD.flatten(1, 2), ctx.grid, ctx.ffn_frames_per_chunk, ctx.backend).unflatten(
             1, (num_frames, -1)
         )
         return x_BMD + (gate_mlp * mlp_BTSD).flatten(1, 2)

@@ -17,6 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sana_wm.ops import Backend
+from sana_wm.ops.glu_conv import silu_dwconv_glu
+
 
 class _ConvSlot(nn.Module):
     """Holds a conv under the attribute ``conv`` (checkpoint keys ``mlp.inverted_conv.conv.weight``, ...)."""
@@ -41,7 +44,11 @@ class GLUMBConvTemp(nn.Module):
         )
 
     def forward(
-        self, x_BMD: Tensor, grid: tuple[int, int, int], frames_per_chunk: int | None = None
+        self,
+        x_BMD: Tensor,
+        grid: tuple[int, int, int],
+        frames_per_chunk: int | None = None,
+        backend: Backend = "torch",
     ) -> Tensor:
         """``frames_per_chunk`` bounds the memory of the hidden activations (same result for any value)."""
         batch, tokens, dim = x_BMD.shape
@@ -50,25 +57,22 @@ class GLUMBConvTemp(nn.Module):
         x_BTSD = x_BMD.unflatten(1, (num_frames, -1))
         y_BTSD = torch.empty_like(x_BTSD)
         for start in range(0, num_frames, step):
-            y_BTSD[:, start : start + step] = self._per_frame(x_BTSD[:, start : start + step], grid)
+            y_BTSD[:, start : start + step] = self._per_frame(x_BTSD[:, start : start + step], grid, backend)
         out_BTSD = torch.empty_like(y_BTSD)
         for start in range(0, num_frames, step):
             out_BTSD[:, start : start + step] = self._temporal(y_BTSD, start, min(start + step, num_frames))
         return out_BTSD.flatten(1, 2)
 
-    def _per_frame(self, x_BFSD: Tensor, grid: tuple[int, int, int]) -> Tensor:
+    def _per_frame(self, x_BFSD: Tensor, grid: tuple[int, int, int], backend: Backend) -> Tensor:
         """The 2D part on ``F`` frames: inverted 1×1, SiLU, depthwise 3×3, GLU, point 1×1."""
         batch, frames, _, dim = x_BFSD.shape
         _, height, width = grid
         inverted, depth, point = self.inverted_conv.conv, self.depth_conv.conv, self.point_conv.conv
-        u_XhwG = F.silu(F.linear(x_BFSD, inverted.weight.flatten(1), inverted.bias)).reshape(
+        u_XhwG = F.linear(x_BFSD, inverted.weight.flatten(1), inverted.bias).reshape(
             batch * frames, height, width, -1
         )
-        u_XhwG = F.conv2d(
-            u_XhwG.permute(0, 3, 1, 2), depth.weight, depth.bias, padding=1, groups=depth.groups
-        ).permute(0, 2, 3, 1)  # conv on a channels-last view
-        value, gate = u_XhwG.chunk(2, dim=-1)
-        y_XhwD = F.linear(value * F.silu(gate), point.weight.flatten(1))
+        glu_XhwH = silu_dwconv_glu(u_XhwG, depth.weight, depth.bias, backend=backend)
+        y_XhwD = F.linear(glu_XhwH, point.weight.flatten(1))
         return y_XhwD.reshape(batch, frames, height * width, dim)
 
     def _temporal(self, y_BTSD: Tensor, start: int, stop: int) -> Tensor:

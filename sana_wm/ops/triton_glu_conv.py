@@ -1,0 +1,86 @@
+"""Triton kernel of :func:`sana_wm.ops.glu_conv.silu_dwconv_glu` (forward only).
+
+Grid: (pixel blocks of ``BLOCK_P`` over all ``X·h·w`` pixels, channel blocks of ``BLOCK_C`` over the ``H``
+value channels). A program sums the nine taps for its value channels ``c`` and gate channels ``c + H`` with
+fp32 accumulators, masks neighbours outside the frame (zero padding applies to ``SiLU(u)``, and SiLU(0) = 0),
+adds the biases and stores ``value·SiLU(gate)``. ``u`` must be contiguous channels-last ``(X, h, w, G)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+
+@triton.jit
+def _silu_dwconv_glu_kernel(
+    u_ptr,
+    w_ptr,
+    b_ptr,
+    out_ptr,
+    num_pixels,
+    height,
+    width,
+    hidden,
+    BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
+    pid_p = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    pix = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    chan = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    pix_ok = pix < num_pixels
+    chan_ok = chan < hidden
+    per_frame = height * width
+    frame = pix // per_frame
+    rem = pix % per_frame
+    row = rem // width
+    col = rem % width
+    channels = 2 * hidden
+    acc_v = tl.full((BLOCK_P, BLOCK_C), 0.0, tl.float32)
+    acc_g = tl.full((BLOCK_P, BLOCK_C), 0.0, tl.float32)
+    for tap in tl.static_range(9):
+        dy = tap // 3 - 1
+        dx = tap % 3 - 1
+        r = row + dy
+        c = col + dx
+        ok = pix_ok & (r >= 0) & (r < height) & (c >= 0) & (c < width)
+        src = (frame * per_frame + r * width + c).to(tl.int64) * channels
+        mask = ok[:, None] & chan_ok[None, :]
+        u_v = tl.load(u_ptr + src[:, None] + chan[None, :], mask=mask, other=0.0).to(tl.float32)
+        u_g = tl.load(u_ptr + src[:, None] + (chan[None, :] + hidden), mask=mask, other=0.0).to(tl.float32)
+        w_v = tl.load(w_ptr + chan * 9 + tap, mask=chan_ok, other=0.0).to(tl.float32)
+        w_g = tl.load(w_ptr + (chan + hidden) * 9 + tap, mask=chan_ok, other=0.0).to(tl.float32)
+        acc_v += u_v / (1.0 + tl.exp(-u_v)) * w_v[None, :]
+        acc_g += u_g / (1.0 + tl.exp(-u_g)) * w_g[None, :]
+    acc_v += tl.load(b_ptr + chan, mask=chan_ok, other=0.0).to(tl.float32)[None, :]
+    acc_g += tl.load(b_ptr + chan + hidden, mask=chan_ok, other=0.0).to(tl.float32)[None, :]
+    out = acc_v * acc_g / (1.0 + tl.exp(-acc_g))  # SiLU written out: tl.sigmoid is a jit helper
+    dst = pix.to(tl.int64)[:, None] * hidden + chan[None, :]
+    tl.store(out_ptr + dst, out.to(out_ptr.dtype.element_ty), mask=pix_ok[:, None] & chan_ok[None, :])
+
+
+def silu_dwconv_glu_triton(u_XhwG: Tensor, weight_G133: Tensor, bias_G: Tensor) -> Tensor:
+    """See :func:`sana_wm.ops.glu_conv.silu_dwconv_glu`."""
+    frames, height, width, channels = u_XhwG.shape
+    hidden = channels // 2
+    u = u_XhwG.contiguous()
+    out = torch.empty(frames, height, width, hidden, device=u.device, dtype=u.dtype)
+    num_pixels = frames * height * width
+    block_p, block_c = 32, 64
+    grid = (triton.cdiv(num_pixels, block_p), triton.cdiv(hidden, block_c))
+    _silu_dwconv_glu_kernel[grid](
+        u,
+        weight_G133.reshape(channels, 9).contiguous(),
+        bias_G.contiguous(),
+        out,
+        num_pixels,
+        height,
+        width,
+        hidden,
+        BLOCK_P=block_p,
+        BLOCK_C=block_c,
+    )
+    return out

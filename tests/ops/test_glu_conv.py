@@ -1,0 +1,86 @@
+"""SiLU → depthwise 3×3 → GLU of the FFN: the torch path against a written-out loop, the Triton kernel
+(under the interpreter on the CPU) against the torch path."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sana_wm.ops.glu_conv import silu_dwconv_glu
+
+KERNEL_MODULE = "sana_wm.ops.triton_glu_conv"
+
+
+def _inputs(seed: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(3, 4, 5, 2 * 24, generator=gen)
+    weight = torch.randn(2 * 24, 1, 3, 3, generator=gen)
+    bias = torch.randn(2 * 24, generator=gen)
+    return u.to(dtype), weight.to(dtype), bias.to(dtype)
+
+
+def _loop(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The definition, one output pixel at a time (zero padding of SiLU(u))."""
+    frames, height, width, channels = u.shape
+    a = F.silu(u.double())
+    d = torch.zeros(frames, height, width, channels, dtype=torch.float64)
+    for y in range(height):
+        for x in range(width):
+            total = bias.double().clone().expand(frames, channels).clone()
+            for ky in range(3):
+                for kx in range(3):
+                    yy, xx = y + ky - 1, x + kx - 1
+                    if 0 <= yy < height and 0 <= xx < width:
+                        total += a[:, yy, xx] * weight[:, 0, ky, kx].double()
+            d[:, y, x] = total
+    value, gate = d.chunk(2, dim=-1)
+    return value * F.silu(gate)
+
+
+def test_torch_path_equals_the_written_out_loop() -> None:
+    u, weight, bias = _inputs(0)
+    got = silu_dwconv_glu(u, weight, bias, backend="torch")
+    want = _loop(u, weight, bias)
+    assert got.shape == (3, 4, 5, 24)
+    assert (got.double() - want).abs().max() < 1e-5 * want.abs().max()
+
+
+@pytest.fixture(scope="module")
+def interpreted() -> Iterator[None]:
+    pytest.importorskip("triton")
+    previous = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    importlib.reload(importlib.import_module(KERNEL_MODULE))
+    yield
+    if previous is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = previous
+    importlib.reload(sys.modules[KERNEL_MODULE])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_kernel_matches_torch(interpreted: None, dtype: torch.dtype) -> None:
+    u, weight, bias = _inputs(1, dtype)
+    want = silu_dwconv_glu(u.float(), weight.float(), bias.float(), backend="torch")
+    got = silu_dwconv_glu(u, weight, bias, backend="triton")
+    assert got.dtype == dtype and got.shape == want.shape
+    tol = 1e-6 if dtype == torch.float32 else 8e-3  # bf16: the output's own rounding
+    assert (got.float() - want).abs().max() <= tol * want.abs().max()
+
+
+def test_ffn_with_triton_backend_matches_torch(interpreted: None) -> None:
+    from sana_wm.models.ffn import GLUMBConvTemp
+
+    torch.manual_seed(2)
+    ffn = GLUMBConvTemp(16, 24, 3)
+    x = torch.randn(2, 4 * 3 * 5, 16)
+    want = ffn(x, (4, 3, 5), None, "torch")
+    got = ffn(x, (4, 3, 5), 3, "triton")
+    assert (got - want).abs().max() <= 1e-5 * want.abs().max()
