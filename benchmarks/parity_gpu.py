@@ -22,116 +22,29 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import json
-import math
+import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from sana_wm.models import SanaWMConfig, SanaWMTransformer, preset
+from sana_wm.bench.build import build_ours, build_peer, free, make_inputs, peer_call, rel_l2
+from sana_wm.bench.timing import time_forward
+from sana_wm.models import preset
 from sana_wm.utils.atomic import atomic_output
-
-
-def diffusers_kwargs(cfg: SanaWMConfig) -> dict[str, Any]:
-    """Constructor arguments of diffusers' ``SanaWMTransformer3DModel`` for our config."""
-    return {
-        "in_channels": cfg.in_channels,
-        "num_layers": cfg.depth,
-        "hidden_size": cfg.hidden_size,
-        "num_attention_heads": cfg.cross_attn_heads,
-        "softmax_every_n": cfg.softmax_every_n,
-        "linear_head_dim": cfg.head_dim,
-        "t_kernel_size": cfg.temporal_kernel,
-        "conv_kernel_size": cfg.short_conv_kernel,
-        "chunk_plucker_channels": cfg.plucker_channels,
-        "chunk_plucker_post_attn_blocks": cfg.plucker_blocks,
-        "caption_channels": cfg.caption_channels,
-        "mlp_ratio": cfg.mlp_ratio,
-    }
-
-
-def make_inputs(
-    cfg: SanaWMConfig, batch: int, frames: int, height: int, width: int, seed: int
-) -> dict[str, torch.Tensor]:
-    """One clip on the CPU in fp32, every value already representable in bf16."""
-    gen = torch.Generator().manual_seed(seed)
-    timestep = torch.full((batch, 1, frames), 742.5)
-    timestep[:, :, 0] = 0.0
-    text_len = 300
-    text_mask = torch.ones(batch, text_len)
-    text_mask[0, 120:] = 0.0
-    # A forward walk with a slow yaw and a small bob, relative to frame 0; intrinsics of a 60° horizontal FoV.
-    pose = torch.eye(4).repeat(batch, frames, 1, 1)
-    k = torch.arange(frames, dtype=torch.float32)
-    yaw = 0.02 * k
-    pose[:, :, 0, 0], pose[:, :, 0, 2] = torch.cos(yaw), torch.sin(yaw)
-    pose[:, :, 2, 0], pose[:, :, 2, 2] = -torch.sin(yaw), torch.cos(yaw)
-    pose[:, :, 0, 3], pose[:, :, 1, 3], pose[:, :, 2, 3] = 0.01 * k, 0.02 * torch.sin(k), 0.2 * k
-    focal = 0.5 * width / math.tan(math.radians(30.0))
-    intrinsics = torch.tensor([focal, focal, width / 2, height / 2]).expand(batch, frames, 4)
-    inputs = {
-        "latents": torch.randn(batch, cfg.in_channels, frames, height, width, generator=gen),
-        "timestep": timestep,
-        "text": torch.randn(batch, text_len, cfg.caption_channels, generator=gen),
-        "text_mask": text_mask,
-        "camera_conditions": torch.cat([pose.flatten(2), intrinsics], dim=-1),
-        "chunk_plucker": torch.randn(batch, cfg.plucker_channels, frames, height, width, generator=gen),
-    }
-    return {k: v if k == "timestep" else v.bfloat16().float() for k, v in inputs.items()}
-
-
-def build_ours(cfg: SanaWMConfig, device: torch.device, seed: int) -> SanaWMTransformer:
-    """Meta construction, ``to_empty`` on the device, official init, every parameter += N(0, 0.02²), then
-    rounded to bf16 values so that the fp32 and bf16 runs share identical weights."""
-    with torch.device("meta"):
-        model = SanaWMTransformer(cfg)
-    model.to_empty(device=device)
-    torch.manual_seed(seed)
-    model.init_weights()
-    gen = torch.Generator(device=device).manual_seed(seed + 1)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.02 * torch.randn(param.shape, generator=gen, device=device))
-            param.copy_(param.bfloat16().float())
-    return model.eval()
 
 
 def timed(
     fn: Callable[[], torch.Tensor], device: torch.device, repeats: int
 ) -> tuple[torch.Tensor, float, float | None]:
     """Run ``fn`` once to warm up, then ``repeats`` times; return output, mean seconds, peak GiB (CUDA)."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    with torch.no_grad():
-        fn()
-        sync()
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            out = fn()
-        sync()
-    seconds = (time.perf_counter() - start) / repeats
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return out.float().cpu(), seconds, peak
-
-
-def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).norm() / b.norm()).item()
-
-
-def free(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    timing = time_forward(fn, device, warmup=1, repeats=repeats)
+    return timing.output.float().cpu(), statistics.fmean(timing.seconds), timing.peak_allocated_gib
 
 
 def run(args: argparse.Namespace, batch: int) -> dict[str, Any]:
-    from diffusers import SanaWMTransformer3DModel
-
     device = torch.device(args.device)
     cfg = preset("tiny" if args.tiny else "sana_wm_1600m_720p")
     latent_frames = (args.frames - 1) // 8 + 1
@@ -155,24 +68,12 @@ def run(args: argparse.Namespace, batch: int) -> dict[str, Any]:
     # refuses bf16 geometry on the CPU: there (smoke test only) the oracle runs in fp32 on the bf16 weights.
     oracle_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     report["diffusers_dtype"] = str(oracle_dtype).removeprefix("torch.")
-    with torch.device(device):
-        oracle = SanaWMTransformer3DModel(**diffusers_kwargs(cfg)).to(oracle_dtype).eval()
-    oracle.load_state_dict(ours.state_dict(), strict=True)
+    oracle = build_peer(cfg, ours.state_dict(), device, oracle_dtype)
     del ours
     free(device)
     oracle_in = {k: v if k == "timestep" else v.to(oracle_dtype) for k, v in to.items()}
-    oracle_call = functools.partial(
-        oracle,
-        oracle_in["latents"],
-        oracle_in["timestep"],
-        oracle_in["text"][:, None],
-        encoder_attention_mask=oracle_in["text_mask"],
-        camera_conditions=oracle_in["camera_conditions"],
-        chunk_plucker=oracle_in["chunk_plucker"],
-        return_dict=False,
-    )
     out_ref, report["time_s"]["diffusers"], report["peak_gib"]["diffusers"] = timed(
-        lambda: oracle_call()[0], device, args.repeats
+        peer_call(oracle, oracle_in), device, args.repeats
     )
     report["rel_l2"] = {
         "ours_bf16_vs_diffusers": rel_l2(out16, out_ref),

@@ -1,10 +1,11 @@
 """Full-size smoke run of ``sana_wm.pipeline`` with random weights: time per stage and peak GPU memory.
 
-Needs no download: Gemma-2 with the gemma-2-2b(-it) architecture, the LTX-2 VAE with the released architecture
-and our ``sana_wm_1600m_720p`` transformer are built with random weights directly on the device, the tokenizer
-is a character-level Gemma tokenizer built in-process (so token counts differ from the real one; the text
-encoder still sees 300-token prompts plus the chi prefix). The numbers measure speed and memory only: the
-video is noise.
+Needs no download (the components come from ``sana_wm.bench.pipeline``, as for ``sana-wm bench --mode
+pipeline``): Gemma-2 with the gemma-2-2b(-it) architecture, the LTX-2 VAE with the released architecture and
+our ``sana_wm_1600m_720p`` transformer are built with random weights directly on the device, the tokenizer is
+a character-level Gemma tokenizer built in-process (so token counts differ from the real one; the text encoder
+still sees 300-token prompts plus the chi prefix). The numbers measure speed and memory only: the video is
+noise.
 
     python benchmarks/pipeline_smoke.py --out bench.json                   # GPU: bf16, 161 frames, 60 steps
     python benchmarks/pipeline_smoke.py --steps 4 --offload model --out b.json       # quick, low memory
@@ -24,98 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
+from sana_wm.bench.pipeline import DEFAULT_ACTION, PROMPT, build_pipeline, count_params, first_frame
 from sana_wm.camera import default_intrinsics
-from sana_wm.models import SanaWMTransformer, sana_wm_1600m_720p, tiny
-from sana_wm.pipeline import DTYPES, Pipeline, resolve_device, resolve_dtype
-from sana_wm.text_encoder import TextEncoder
-from sana_wm.tiny import tiny_gemma2_config, tiny_ltx2_vae, tiny_tokenizer
+from sana_wm.pipeline import DTYPES, resolve_device, resolve_dtype
 from sana_wm.utils.video_io import VideoWriter
-from sana_wm.vae import VideoVAE
-
-DEFAULT_ACTION = "w-80,jw-40,w-40,lw-60,w-100"
-PROMPT = (
-    "A first-person drive along a winding coastal road at golden hour, cliffs on the left, the sea "
-    "glittering on the right, long shadows from roadside pines, light haze over distant headlands."
-)
-
-# gemma-2-2b(-it) as released (these are also transformers' Gemma2Config defaults).
-GEMMA2_2B = dict(
-    vocab_size=256000,
-    hidden_size=2304,
-    intermediate_size=9216,
-    num_hidden_layers=26,
-    num_attention_heads=8,
-    num_key_value_heads=4,
-    head_dim=256,
-    query_pre_attn_scalar=256,
-    sliding_window=4096,
-    attn_logit_softcapping=50.0,
-    final_logit_softcapping=30.0,
-    max_position_embeddings=8192,
-)
-# LTX-2 VAE as released (hub Lightricks/LTX-2 vae/config.json, also SANA-WM's vae/).
-LTX2_VAE = dict(
-    latent_channels=128,
-    block_out_channels=(256, 512, 1024, 2048),
-    decoder_block_out_channels=(256, 512, 1024),
-    layers_per_block=(4, 6, 6, 2, 2),
-    decoder_layers_per_block=(5, 5, 5, 5),
-    downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
-    upsample_type=("spatiotemporal",) * 3,
-    upsample_residual=(True,) * 3,
-    upsample_factor=(2, 2, 2),
-    patch_size=4,
-    patch_size_t=1,
-    encoder_causal=True,
-    decoder_causal=False,
-    decoder_spatial_padding_mode="reflect",
-    timestep_conditioning=False,
-    scaling_factor=1.0,
-    spatial_compression_ratio=32,
-    temporal_compression_ratio=8,
-)
-
-
-def build_pipeline(*, small: bool, device: torch.device, dtype: torch.dtype, offload: str) -> Pipeline:
-    """Random-weight components built on ``device`` (fast init), then handed to :class:`Pipeline`."""
-    from diffusers import AutoencoderKLLTX2Video
-    from transformers import Gemma2Config, Gemma2Model
-
-    torch.manual_seed(0)
-    default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # parameters are created in the compute dtype, never in float32 first
-    try:
-        with torch.device(device):
-            gemma = Gemma2Model(tiny_gemma2_config() if small else Gemma2Config(**GEMMA2_2B)).eval()
-            # seed=None: the tiny VAE continues the RNG stream after Gemma, as the full-size one does.
-            vae = tiny_ltx2_vae(16, seed=None) if small else AutoencoderKLLTX2Video(**LTX2_VAE).eval()
-    finally:
-        torch.set_default_dtype(default_dtype)
-    with torch.device("meta"):
-        transformer = SanaWMTransformer(tiny() if small else sana_wm_1600m_720p())
-    transformer = transformer.to(dtype=dtype).to_empty(device=device)
-    transformer.init_weights()
-    return Pipeline(
-        transformer.eval(),
-        TextEncoder(gemma, tiny_tokenizer(chi_prompt=True)),
-        VideoVAE(vae),
-        device=device,
-        offload=offload,
-    )
-
-
-def first_frame(height: int, width: int) -> Image.Image:
-    y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack([x / width, y / height, 0.5 + 0.5 * np.sin(x / 37.0 + y / 23.0)], axis=-1)
-    return Image.fromarray((rgb * 255).astype(np.uint8))
-
-
-def count_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def main(argv: list[str] | None = None) -> dict:

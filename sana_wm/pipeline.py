@@ -27,6 +27,7 @@ stage-2 refiner runs after this pipeline: :func:`sana_wm.two_stage.generate_two_
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -53,7 +54,7 @@ from sana_wm.camera import (
     validate_c2w,
 )
 from sana_wm.errors import InputError
-from sana_wm.models import SanaWMConfig, SanaWMTransformer
+from sana_wm.models import MemoryPlan, SanaWMConfig, SanaWMTransformer
 from sana_wm.offload import OffloadMode, check_offload, enable_block_streaming, on_device
 from sana_wm.ops import Backend, check_backend
 from sana_wm.samplers import cfg_model_fn, flow_sigmas, sample_euler, sample_heun, sample_ltx_euler
@@ -196,6 +197,7 @@ class Pipeline:
         device: str | torch.device | None = None,
         offload: OffloadMode = "none",
         backend: Backend = "torch",
+        memory: MemoryPlan | None = None,
     ) -> None:
         check_offload(offload)
         check_backend(backend)
@@ -208,6 +210,7 @@ class Pipeline:
         self.vae = vae
         self.offload: OffloadMode = offload
         self.backend: Backend = backend
+        self.memory = memory
         self.dtype = _param(transformer).dtype
         self.weights: WeightPaths | None = None  # where load_pipeline found the weights
         self.refiner_weights: RefinerPaths | None = None  # where it found the refiner's, when asked to
@@ -301,9 +304,18 @@ class Pipeline:
         camera_B_T20 = camera_T20.to(self.device, self.dtype)[None].repeat(batch, 1, 1)
         plucker_B_CThw = plucker_CThw.to(self.device, self.dtype)[None].repeat(batch, 1, 1, 1, 1)
 
+        plan = self.memory if self.memory is not None else default_memory_plan(self.offload, noise.shape)
+
         def model_fn(x: torch.Tensor, timestep_B1T: torch.Tensor) -> torch.Tensor:
             return self.transformer(
-                x, timestep_B1T, text_BLD, text_mask_BL, camera_B_T20, plucker_B_CThw, backend=self.backend
+                x,
+                timestep_B1T,
+                text_BLD,
+                text_mask_BL,
+                camera_B_T20,
+                plucker_B_CThw,
+                backend=self.backend,
+                memory=plan,
             )
 
         cond_mask_T = torch.zeros(noise.shape[2])
@@ -508,6 +520,19 @@ def load_pipeline(
     pipeline.weights = paths
     pipeline.refiner_weights = refiner_paths
     return pipeline
+
+
+LEAN_TOKENS = 40_000  # latent tokens per sample from which the transformer runs with MemoryPlan.lean()
+
+
+def default_memory_plan(offload: OffloadMode, latents_BCThw: torch.Size) -> MemoryPlan | None:
+    """The transformer's memory plan when the pipeline is given none: with ``offload="group"`` the lean plan
+    with the CFG rows one after the other; else the lean plan from :data:`LEAN_TOKENS` tokens per sample
+    (321 frames at 704 x 1280 has 36,080), else none."""
+    if offload == "group":
+        return dataclasses.replace(MemoryPlan.lean(), samples_per_pass=1)
+    tokens = latents_BCThw[2] * latents_BCThw[3] * latents_BCThw[4]
+    return MemoryPlan.lean() if tokens >= LEAN_TOKENS else None
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -25,6 +25,7 @@ _COMMANDS = (
     "cache_latents",
     "train",
     "eval_world",
+    "bench",
 )
 
 
