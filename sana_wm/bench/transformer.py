@@ -19,7 +19,8 @@ Order of work, so that only one model's activations ever occupy the device:
 A side that runs out of CUDA memory at a length is recorded as ``"oom"`` there; the run goes on.
 
 In fp32 runs our softmax attentions take bf16 q/k/v (``bf16_softmax=True``), because diffusers 0.42.1 does so
-in fp32 models: both sides then compute the same function. The fp32 reference keeps fp32 softmax.
+in fp32 models: both sides then compute the same function. The fp32 reference keeps fp32 softmax and runs the
+``"torch"`` backend.
 """
 
 from __future__ import annotations
@@ -173,7 +174,8 @@ def _fp32_reference(
 ) -> tuple[dict[str, Any], torch.Tensor | None]:
     shape = clip_shape(settings, frames)
     inputs = _inputs(settings, cfg, frames, torch.float32)
-    kwargs = {**settings.forward_kwargs, "bf16_softmax": False}
+    # The reference is the plain PyTorch path in fp32, whatever backend is being benchmarked.
+    kwargs = {**settings.forward_kwargs, "backend": "torch", "bf16_softmax": False}
     report, output = _measure(
         model_call(ours, inputs, kwargs),
         settings,

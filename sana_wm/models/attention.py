@@ -45,7 +45,7 @@ from sana_wm.ops import Backend
 from sana_wm.ops.gdn import cam_bidirectional, gdn_bidirectional
 from sana_wm.ops.rope import apply_rope
 from sana_wm.ops.short_conv import bidirectional_short_conv
-from sana_wm.ops.ucpe import rms_downscale, ucpe_transform
+from sana_wm.ops.ucpe import ucpe_encode
 
 GDN_EPS = 1e-8
 QK_NORM_EPS = 1e-5
@@ -173,16 +173,19 @@ class DualBranchAttention(nn.Module):
 def _to_ray_space(
     q_BNME: Tensor, k_BNME: Tensor, v_BNME: Tensor, rays: RayTransforms, backend: Backend
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """UCPE-encode camera q (``Pᵀ``) and k/v (``P⁻¹``), each scaled down to its pre-transform RMS (fp32)."""
-    out = []
-    for x, matrix in ((q_BNME, rays.query_BM44), (k_BNME, rays.key_BM44), (v_BNME, rays.key_BM44)):
-        transformed = ucpe_transform(x, matrix, rays.cos_MQ, rays.sin_MQ, backend=backend)
-        out.append(rms_downscale(x, transformed, TRANSFORM_NORM_EPS))
-    return out[0], out[1], out[2]
+    """UCPE-encode camera q (``Pᵀ``) and k/v (``P⁻¹``), each scaled down to its pre-transform RMS; computed
+    in fp32, returned in fp32 (``"triton"``: in the activations' dtype, one fused kernel per tensor)."""
+    out_dtype = q_BNME.dtype if backend == "triton" else torch.float32
+    pairs = ((q_BNME, rays.query_BM44), (k_BNME, rays.key_BM44), (v_BNME, rays.key_BM44))
+    q, k, v = (
+        ucpe_encode(x, m, rays.cos_MQ, rays.sin_MQ, downscale=True, out_dtype=out_dtype, backend=backend)
+        for x, m in pairs
+    )
+    return q, k, v
 
 
 def _from_ray_space(o_BNME: Tensor, rays: RayTransforms, backend: Backend) -> Tensor:
-    return ucpe_transform(o_BNME, rays.out_BM44, rays.cos_MQ, rays.sin_MQ, conjugate=True, backend=backend)
+    return ucpe_encode(o_BNME, rays.out_BM44, rays.cos_MQ, rays.sin_MQ, conjugate=True, backend=backend)
 
 
 class GDNCameraAttention(DualBranchAttention):

@@ -1,27 +1,48 @@
 """Functional math of the SANA-WM transformer: GDN scans, UCPE camera transforms, RoPE, short convolutions.
 
-Every op here is a plain function of tensors (no parameters, no module state). Each has two implementations
-behind one signature, picked by an explicit ``backend=`` argument, never by an import-time fallback:
+Every op here is a plain function of tensors (no parameters, no module state). Each has up to three
+implementations behind one signature, picked by an explicit ``backend=`` argument, never by an import-time
+fallback:
 
 - ``"reference"``: the specification, written as directly as possible in fp32 PyTorch (per-frame Python loops,
   complex-number RoPE, ``einsum``). Slow; it exists to be read and to be compared against.
 - ``"torch"``: a faster pure-PyTorch formulation of the same math (batched matmuls over frames, a log-depth
   scan, real-valued rotations). Parity with ``"reference"`` is tested in ``tests/ops``.
 
-A later ``"triton"`` backend slots in behind the same signatures. See ``sana_wm/ops/README.md`` for the math.
+- ``"triton"``: GPU kernels (forward only, no autograd) for the GDN scans (``gdn/triton_scan.py``) and the
+  fused UCPE encode (``triton_ucpe.py``); ops without a kernel (RoPE, short convolution) run their ``"torch"``
+  code. Needs the ``triton`` package (imported only when this backend is used) and CUDA tensors, or
+  ``TRITON_INTERPRET=1`` set before the kernels are first imported to run them on the CPU. Parity with
+  ``"torch"`` is tested under the interpreter in ``tests/ops/test_triton_ops.py``.
+
+See ``sana_wm/ops/README.md`` for the math.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 from typing import Literal
 
 from sana_wm.errors import InputError
 
-Backend = Literal["reference", "torch"]
-BACKENDS: tuple[str, ...] = ("reference", "torch")
+Backend = Literal["reference", "torch", "triton"]
+BACKENDS: tuple[str, ...] = ("reference", "torch", "triton")
+
+
+@functools.cache
+def triton_importable() -> bool:
+    """Whether ``import triton`` works here (checked once per process)."""
+    try:
+        importlib.import_module("triton")
+    except ImportError:
+        return False
+    return True
 
 
 def check_backend(backend: str) -> None:
-    """Raise :class:`InputError` unless ``backend`` names an implemented backend."""
+    """Raise :class:`InputError` unless ``backend`` names an implemented backend usable here."""
     if backend not in BACKENDS:
         raise InputError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+    if backend == "triton" and not triton_importable():
+        raise InputError("backend: 'triton' needs the triton package, which is not importable here")

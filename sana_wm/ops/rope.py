@@ -79,7 +79,8 @@ def apply_rope(
 ) -> torch.Tensor:
     """Rotate interleaved channel pairs of ``x_BNME`` by per-token angles (``conjugate``: backwards).
 
-    ``E`` must equal ``2·P``. Computed in fp32, returned in ``x_BNME.dtype``.
+    ``E`` must equal ``2·P``. Computed in fp32, returned in ``x_BNME.dtype``. ``"triton"`` runs the
+    ``"torch"`` code (no kernel of its own).
     """
     check_backend(backend)
     pairs_BNMP2 = x_BNME.float().unflatten(-1, (-1, 2))

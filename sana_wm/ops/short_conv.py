@@ -32,7 +32,8 @@ def bidirectional_short_conv(
 ) -> torch.Tensor:
     """Filter ``x_BTSC`` along T with the bidirectional version of the causal kernel ``weight_CK``.
 
-    Computed in fp32, returned in ``x_BTSC.dtype``.
+    Computed in fp32, returned in ``x_BTSC.dtype``. ``"triton"`` runs the ``"torch"`` code (no kernel of its
+    own).
     """
     check_backend(backend)
     x = x_BTSC.float()

@@ -3,7 +3,8 @@
 Grid: (pixel blocks of ``BLOCK_P`` over all ``X·h·w`` pixels, channel blocks of ``BLOCK_C`` over the ``H``
 value channels). A program sums the nine taps for its value channels ``c`` and gate channels ``c + H`` with
 fp32 accumulators, masks neighbours outside the frame (zero padding applies to ``SiLU(u)``, and SiLU(0) = 0),
-adds the biases and stores ``value·SiLU(gate)``. ``u`` must be contiguous channels-last ``(X, h, w, G)``.
+adds the biases and stores ``value·SiLU(gate)``. ``u`` is made contiguous channels-last ``(X, h, w, G)``;
+launches cover whole frames and under 2**31 elements each, so int32 offsets suffice.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _silu_dwconv_glu_kernel(
         r = row + dy
         c = col + dx
         ok = pix_ok & (r >= 0) & (r < height) & (c >= 0) & (c < width)
-        src = (frame * per_frame + r * width + c).to(tl.int64) * channels
+        src = (frame * per_frame + r * width + c) * channels
         mask = ok[:, None] & chan_ok[None, :]
         u_v = tl.load(u_ptr + src[:, None] + chan[None, :], mask=mask, other=0.0).to(tl.float32)
         u_g = tl.load(u_ptr + src[:, None] + (chan[None, :] + hidden), mask=mask, other=0.0).to(tl.float32)
@@ -58,7 +59,7 @@ def _silu_dwconv_glu_kernel(
     acc_v += tl.load(b_ptr + chan, mask=chan_ok, other=0.0).to(tl.float32)[None, :]
     acc_g += tl.load(b_ptr + chan + hidden, mask=chan_ok, other=0.0).to(tl.float32)[None, :]
     out = acc_v * acc_g / (1.0 + tl.exp(-acc_g))  # SiLU written out: tl.sigmoid is a jit helper
-    dst = pix.to(tl.int64)[:, None] * hidden + chan[None, :]
+    dst = pix[:, None] * hidden + chan[None, :]
     tl.store(out_ptr + dst, out.to(out_ptr.dtype.element_ty), mask=pix_ok[:, None] & chan_ok[None, :])
 
 
@@ -68,19 +69,23 @@ def silu_dwconv_glu_triton(u_XhwG: Tensor, weight_G133: Tensor, bias_G: Tensor) 
     hidden = channels // 2
     u = u_XhwG.contiguous()
     out = torch.empty(frames, height, width, hidden, device=u.device, dtype=u.dtype)
-    num_pixels = frames * height * width
+    # Offsets are int32 inside the kernel: launch on slices of whole frames of under 2**31 elements each.
+    per_launch = max(1, (2**31 - 1) // (height * width * channels))
     block_p, block_c = 32, 64
-    grid = (triton.cdiv(num_pixels, block_p), triton.cdiv(hidden, block_c))
-    _silu_dwconv_glu_kernel[grid](
-        u,
-        weight_G133.reshape(channels, 9).contiguous(),
-        bias_G.contiguous(),
-        out,
-        num_pixels,
-        height,
-        width,
-        hidden,
-        BLOCK_P=block_p,
-        BLOCK_C=block_c,
-    )
+    for start in range(0, frames, per_launch):
+        u_part, out_part = u[start : start + per_launch], out[start : start + per_launch]
+        num_pixels = u_part.shape[0] * height * width
+        grid = (triton.cdiv(num_pixels, block_p), triton.cdiv(hidden, block_c))
+        _silu_dwconv_glu_kernel[grid](
+            u_part,
+            weight_G133.reshape(channels, 9).contiguous(),
+            bias_G.contiguous(),
+            out_part,
+            num_pixels,
+            height,
+            width,
+            hidden,
+            BLOCK_P=block_p,
+            BLOCK_C=block_c,
+        )
     return out

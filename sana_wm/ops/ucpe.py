@@ -19,6 +19,10 @@ camera RoPE (conjugate rotation for outputs). Computed in fp32.
 :func:`rms_downscale` is the post-transform RMS envelope of diffusers 0.42.1 (present in its GDN *and* softmax
 camera branches; the official Triton GDN camera path has none, and official commits differ for the softmax
 camera branch — we follow diffusers 0.42.1).
+
+:func:`ucpe_encode` is the transform, the optional downscale and the cast to the consumer's dtype in one call;
+its ``"triton"`` backend is one kernel (``triton_ucpe.py``) that reads ``x`` once in its own dtype and writes
+the output in ``x``'s memory layout.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ import torch.nn.functional as F
 
 from sana_wm.ops import Backend, check_backend
 from sana_wm.ops.rope import apply_rope
+
+# The eps of the RMS envelope in the camera branches (diffusers 0.42.1).
+DOWNSCALE_EPS = 1e-6
 
 
 def ray_matrices(camera_BT20: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -76,9 +83,11 @@ def ucpe_transform(
     """Apply the block-diagonal UCPE transform; returns fp32 ``(B, N, M, E)``.
 
     First ``E/2`` channels: groups of 4, ``group ← matrix · group``. Last ``E/2`` channels: camera RoPE
-    (``conjugate`` for the inverse rotation).
+    (``conjugate`` for the inverse rotation). ``"triton"``: :func:`ucpe_encode` without the downscale.
     """
     check_backend(backend)
+    if backend == "triton":
+        return ucpe_encode(x_BNME, matrix_BM44, cos_MQ, sin_MQ, conjugate=conjugate, backend=backend)
     x = x_BNME.float()
     half = x.shape[-1] // 2
     groups_BNMG4 = x[..., :half].unflatten(-1, (-1, 4))
@@ -101,3 +110,41 @@ def rms_downscale(reference_BNME: torch.Tensor, x_BNME: torch.Tensor, eps: float
     ref_rms = reference_BNME.float().square().mean(-1, keepdim=True).add(eps).sqrt()
     x_rms = x_BNME.square().mean(-1, keepdim=True).add(eps).sqrt()
     return x_BNME * (ref_rms / x_rms.clamp_min(eps)).clamp(max=1.0)
+
+
+def ucpe_encode(
+    x_BNME: torch.Tensor,
+    matrix_BM44: torch.Tensor,
+    cos_MQ: torch.Tensor,
+    sin_MQ: torch.Tensor,
+    *,
+    conjugate: bool = False,
+    downscale: bool = False,
+    out_dtype: torch.dtype = torch.float32,
+    backend: Backend = "torch",
+) -> torch.Tensor:
+    """:func:`ucpe_transform`, then (``downscale``) :func:`rms_downscale` against ``x`` with eps 1e-6, cast to
+    ``out_dtype``; returns ``(B, N, M, E)``.
+
+    ``"reference"`` / ``"torch"`` compose those functions (contiguous output). ``"triton"``: one kernel that
+    reads ``x`` in its dtype with any strides (e.g. a ``(B, M, N, E) → (B, N, M, E)`` transposed view) and
+    writes ``out_dtype`` in ``x``'s memory layout (as ``torch.empty_like``).
+    """
+    check_backend(backend)
+    if backend == "triton":
+        from sana_wm.ops import triton_ucpe  # imports triton; only when asked for
+
+        return triton_ucpe.ucpe_encode(
+            x_BNME,
+            matrix_BM44,
+            cos_MQ,
+            sin_MQ,
+            conjugate=conjugate,
+            downscale=downscale,
+            eps=DOWNSCALE_EPS,
+            out_dtype=out_dtype,
+        )
+    transformed = ucpe_transform(x_BNME, matrix_BM44, cos_MQ, sin_MQ, conjugate=conjugate, backend=backend)
+    if downscale:
+        transformed = rms_downscale(x_BNME, transformed, DOWNSCALE_EPS)
+    return transformed.to(out_dtype)

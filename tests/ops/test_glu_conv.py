@@ -3,11 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -51,22 +46,8 @@ def test_torch_path_equals_the_written_out_loop() -> None:
     assert (got.double() - want).abs().max() < 1e-5 * want.abs().max()
 
 
-@pytest.fixture(scope="module")
-def interpreted() -> Iterator[None]:
-    pytest.importorskip("triton")
-    previous = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "1"
-    importlib.reload(importlib.import_module(KERNEL_MODULE))
-    yield
-    if previous is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = previous
-    importlib.reload(sys.modules[KERNEL_MODULE])
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_triton_kernel_matches_torch(interpreted: None, dtype: torch.dtype) -> None:
+def test_triton_kernel_matches_torch(triton_interpreter: None, dtype: torch.dtype) -> None:
     u, weight, bias = _inputs(1, dtype)
     want = silu_dwconv_glu(u.float(), weight.float(), bias.float(), backend="torch")
     got = silu_dwconv_glu(u, weight, bias, backend="triton")
@@ -75,7 +56,7 @@ def test_triton_kernel_matches_torch(interpreted: None, dtype: torch.dtype) -> N
     assert (got.float() - want).abs().max() <= tol * want.abs().max()
 
 
-def test_ffn_with_triton_backend_matches_torch(interpreted: None) -> None:
+def test_ffn_with_triton_backend_matches_torch(triton_interpreter: None) -> None:
     from sana_wm.models.ffn import GLUMBConvTemp
 
     torch.manual_seed(2)

@@ -249,7 +249,18 @@ def test_offline_without_weights_names_every_missing_file_and_its_flag(tmp_path,
     image = save_png(tmp_path / "first.png", tiny.image)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home")}
     env.pop("HF_HUB_CACHE", None)
-    argv = ["generate", "--official", "--image", image, "--prompt_text", PROMPT, "--action", ACTION, "--num_frames", "17"]
+    argv = [
+        "generate",
+        "--official",
+        "--image",
+        image,
+        "--prompt_text",
+        PROMPT,
+        "--action",
+        ACTION,
+        "--num_frames",
+        "17",
+    ]
     argv += ["--output_dir", str(tmp_path / "out")]
     done = subprocess.run(
         [sys.executable, "-m", "sana_wm", *argv], env=env, capture_output=True, text=True, timeout=120

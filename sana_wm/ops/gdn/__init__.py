@@ -12,9 +12,15 @@ no RoPE split.
 
 The forward-direction scans take an initial state and return the final one, so a clip can be scanned in
 chunks (streaming); the bidirectional functions are whole-clip only.
+
+Backends: ``"reference"`` (``reference.py``), ``"torch"`` (``torch_scan.py``) and ``"triton"``
+(``triton_scan.py``, imported on first use; forward only). The triton read-outs are laid out in memory like
+``q`` (as ``torch.empty_like``) when ``V == E``; the others are contiguous.
 """
 
 from __future__ import annotations
+
+from types import ModuleType
 
 from torch import Tensor
 
@@ -23,6 +29,17 @@ from sana_wm.ops.gdn import reference, torch_scan
 from sana_wm.ops.gdn.types import GDNState
 
 __all__ = ["GDNState", "cam_bidirectional", "cam_forward_scan", "gdn_bidirectional", "gdn_forward_scan"]
+
+
+def _implementation(backend: str) -> ModuleType:
+    check_backend(backend)
+    if backend == "reference":
+        return reference
+    if backend == "triton":
+        from sana_wm.ops.gdn import triton_scan  # imports triton; only when asked for
+
+        return triton_scan
+    return torch_scan
 
 
 def gdn_bidirectional(
@@ -38,9 +55,7 @@ def gdn_bidirectional(
     backend: Backend = "torch",
 ) -> Tensor:
     """Bidirectional main-branch GDN; returns ``(B, N, T, S, V)`` fp32."""
-    check_backend(backend)
-    impl = reference if backend == "reference" else torch_scan
-    return impl.gdn_bidirectional(q, k, v, q_rot, k_rot, beta, decay, eps)
+    return _implementation(backend).gdn_bidirectional(q, k, v, q_rot, k_rot, beta, decay, eps)
 
 
 def gdn_forward_scan(
@@ -59,18 +74,14 @@ def gdn_forward_scan(
 
     Returns ``num (B, N, T, S, V)``, ``den (B, N, T, S)`` and the state after the last frame.
     """
-    check_backend(backend)
-    impl = reference if backend == "reference" else torch_scan
-    return impl.gdn_forward_scan(q, k, v, q_rot, k_rot, beta, decay, initial_state)
+    return _implementation(backend).gdn_forward_scan(q, k, v, q_rot, k_rot, beta, decay, initial_state)
 
 
 def cam_bidirectional(
     q: Tensor, k: Tensor, v: Tensor, beta: Tensor, decay: Tensor, *, backend: Backend = "torch"
 ) -> Tensor:
     """Bidirectional numerator-only camera-branch delta rule; returns ``(B, N, T, S, V)`` fp32."""
-    check_backend(backend)
-    impl = reference if backend == "reference" else torch_scan
-    return impl.cam_bidirectional(q, k, v, beta, decay)
+    return _implementation(backend).cam_bidirectional(q, k, v, beta, decay)
 
 
 def cam_forward_scan(
@@ -87,6 +98,4 @@ def cam_forward_scan(
 
     Returns the read-out ``(B, N, T, S, V)`` and the state after the last frame.
     """
-    check_backend(backend)
-    impl = reference if backend == "reference" else torch_scan
-    return impl.cam_forward_scan(q, k, v, beta, decay, initial_state)
+    return _implementation(backend).cam_forward_scan(q, k, v, beta, decay, initial_state)

@@ -1,0 +1,244 @@
+"""Cost and parity of the ``"triton"`` ops against the ``"torch"`` ones, op by op, at the model's full sizes.
+
+For each latent frame count (``--frames``, default 41 and 121) and each op — ``gdn_bidirectional``,
+``cam_bidirectional``, ``ucpe_encode`` (with the RMS downscale; fp32 and bf16 output) — runs both backends
+on the same inputs and records the max relative error ``max|a − b| / max|b|`` (``b``: torch), the median
+milliseconds of ``--repeats`` runs after ``--warmup`` runs (CUDA events) and the peak memory the op
+allocates above what was allocated before it (MiB).
+
+Inputs follow the model (``sana_wm/models/attention.py``): B = 2 (CFG batch), N = 20 heads, E = V = 112,
+a 22 × 40 latent grid (S = 880); q, k, v (and the RoPE-rotated q, k) in bf16, laid out as the model hands them
+over (``(B, M, N, E)`` memory seen as ``(B, N, T, S, E)``); main-branch β bf16, camera β and decays fp32; the
+UCPE input a bf16 ``(B, M, N, E)`` view with per-ray matrices of a smooth camera path.
+
+    python benchmarks/kernels_gpu.py --out $OUT/kernels.json
+    python benchmarks/kernels_gpu.py --device cpu --tiny --frames 2 --warmup 0 --repeats 1   # smoke test
+
+On ``--device cpu`` the script sets ``TRITON_INTERPRET=1`` itself (the Triton interpreter; slow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sana_wm.utils.atomic import atomic_output
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sizes:
+    batch: int
+    heads: int
+    head_dim: int
+    height: int
+    width: int
+
+
+FULL = Sizes(batch=2, heads=20, head_dim=112, height=22, width=40)
+TINY = Sizes(batch=1, heads=2, head_dim=24, height=3, width=4)
+
+
+def _model_view(x_BMNE: torch.Tensor, frames: int) -> torch.Tensor:
+    """``(B, M, N, E)`` memory as the ``(B, N, T, S, E)`` view the attention blocks pass to the scans."""
+    return x_BMNE.transpose(1, 2).unflatten(2, (frames, -1))
+
+
+def gdn_inputs(sizes: Sizes, frames: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
+    """Main-branch inputs with model-like ranges (ReLU'd q/k, k scaled by 1/√(E·S), β in (0, 1))."""
+    from sana_wm.ops.rope import apply_rope, rope_tables
+
+    gen = torch.Generator(device=device).manual_seed(seed)
+    b, n, e = sizes.batch, sizes.heads, sizes.head_dim
+    tokens = sizes.height * sizes.width
+    shape = (b, frames * tokens, n, e)
+
+    def randn(*size: int) -> torch.Tensor:
+        return torch.randn(size, generator=gen, device=device)
+
+    q_BMNE = torch.relu(randn(*shape)).bfloat16()
+    k_BMNE = (torch.relu(randn(*shape)) * (e * tokens) ** -0.5).bfloat16()
+    v_BMNE = randn(*shape).bfloat16()
+    cos, sin = rope_tables(frames, sizes.height, sizes.width, e, device=device)
+    q_rot = apply_rope(q_BMNE.transpose(1, 2), cos, sin).unflatten(2, (frames, tokens))
+    k_rot = apply_rope(k_BMNE.transpose(1, 2), cos, sin).unflatten(2, (frames, tokens))
+    beta_BTSN = torch.sigmoid(randn(b, frames, tokens, n)).bfloat16()
+    decay_BTN = 0.3 + 0.7 * torch.rand(b, frames, n, generator=gen, device=device)
+    return {
+        "q": _model_view(q_BMNE, frames),
+        "k": _model_view(k_BMNE, frames),
+        "v": _model_view(v_BMNE, frames),
+        "q_rot": q_rot,
+        "k_rot": k_rot,
+        "beta": beta_BTSN.permute(0, 3, 1, 2),
+        "decay": decay_BTN.transpose(1, 2),
+    }
+
+
+def camera_path(sizes: Sizes, frames: int, device: torch.device) -> torch.Tensor:
+    """Camera conditions ``(B, T, 20)``: a forward walk with a slow yaw, 60° horizontal field of view."""
+    pose = torch.eye(4, device=device).repeat(sizes.batch, frames, 1, 1)
+    step = torch.arange(frames, dtype=torch.float32, device=device)
+    yaw = 0.02 * step
+    pose[:, :, 0, 0], pose[:, :, 0, 2] = torch.cos(yaw), torch.sin(yaw)
+    pose[:, :, 2, 0], pose[:, :, 2, 2] = -torch.sin(yaw), torch.cos(yaw)
+    pose[:, :, 0, 3], pose[:, :, 2, 3] = 0.01 * step, 0.2 * step
+    focal = 0.5 * sizes.width / math.tan(math.radians(30.0))
+    intrinsics = torch.tensor([focal, focal, sizes.width / 2, sizes.height / 2], device=device)
+    return torch.cat([pose.flatten(2), intrinsics.expand(sizes.batch, frames, 4)], dim=-1)
+
+
+def ucpe_inputs(sizes: Sizes, frames: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
+    """A bf16 ``(B, N, M, E)`` view of ``(B, M, N, E)`` memory, key matrices ``P⁻¹``, camera RoPE tables."""
+    from sana_wm.ops.rope import camera_rope_tables, rope_tables
+    from sana_wm.ops.ucpe import invert_rigid, ray_matrices
+
+    gen = torch.Generator(device=device).manual_seed(seed)
+    tokens = frames * sizes.height * sizes.width
+    x_BMNE = torch.randn(sizes.batch, tokens, sizes.heads, sizes.head_dim, generator=gen, device=device)
+    matrix = invert_rigid(ray_matrices(camera_path(sizes, frames, device), sizes.height, sizes.width))
+    cos, sin = rope_tables(frames, sizes.height, sizes.width, sizes.head_dim, device=device)
+    cam_cos, cam_sin = camera_rope_tables(cos, sin, sizes.head_dim)
+    return {
+        "x_BNME": x_BMNE.bfloat16().transpose(1, 2),
+        "matrix_BM44": matrix.flatten(1, 3).contiguous(),
+        "cos_MQ": cam_cos.contiguous(),
+        "sin_MQ": cam_sin.contiguous(),
+    }
+
+
+def measure(
+    fn: Callable[[], torch.Tensor], device: torch.device, warmup: int, repeats: int
+) -> tuple[torch.Tensor, float, float | None]:
+    """Output, median milliseconds and peak MiB allocated above the starting point (CUDA only)."""
+    cuda = device.type == "cuda"
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn()
+        if cuda:
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        start_bytes = torch.cuda.memory_allocated(device) if cuda else 0
+        times, out = [], None
+        for _ in range(repeats):
+            out = None  # free the previous output before the next run
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                out = fn()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                began = time.perf_counter()
+                out = fn()
+                times.append(1e3 * (time.perf_counter() - began))
+    peak = (torch.cuda.max_memory_allocated(device) - start_bytes) / 2**20 if cuda else None
+    assert out is not None
+    return out, statistics.median(times), peak
+
+
+def max_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``max|a − b| / max|b|`` in fp32."""
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+
+def op_calls(name: str, inputs: dict[str, torch.Tensor]) -> dict[str, Callable[[], torch.Tensor]]:
+    """The op ``name`` on ``inputs``, per backend."""
+    from sana_wm.ops.gdn import cam_bidirectional, gdn_bidirectional
+    from sana_wm.ops.ucpe import ucpe_encode
+
+    def call(backend: str) -> Callable[[], torch.Tensor]:
+        if name == "gdn_bidirectional":
+            return lambda: gdn_bidirectional(**inputs, eps=1e-8, backend=backend)
+        if name == "cam_bidirectional":
+            cam = {key: inputs[key] for key in ("q", "k", "v", "beta", "decay")}
+            cam["beta"] = inputs["beta"].float()
+            return lambda: cam_bidirectional(**cam, backend=backend)
+        out_dtype = torch.bfloat16 if name.endswith("bf16") else torch.float32
+        return lambda: ucpe_encode(**inputs, downscale=True, out_dtype=out_dtype, backend=backend)
+
+    return {backend: call(backend) for backend in ("torch", "triton")}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    device = torch.device(args.device)
+    sizes = TINY if args.tiny else FULL
+    import triton
+
+    from sana_wm.ops import triton_ucpe
+    from sana_wm.ops.gdn import triton_scan
+
+    launch = ("MAPS_BLOCK_S", "MAPS_WARPS", "MAPS_STAGES", "SCAN_BLOCK_R", "SCAN_WARPS", "SCAN_STAGES")
+    launch += ("READ_BLOCK_S", "READ_WARPS", "READ_STAGES", "READ_STATE_PARTS_BF16")
+    report: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (TRITON_INTERPRET=1)",
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "launch": {name: getattr(triton_scan, name) for name in launch}
+        | {"UCPE_BLOCK_M": triton_ucpe.BLOCK_M, "UCPE_WARPS": triton_ucpe.WARPS},
+        "sizes": vars(sizes) | {"tokens_per_frame": sizes.height * sizes.width},
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "results": [],
+    }
+    ops = ("gdn_bidirectional", "cam_bidirectional", "ucpe_encode", "ucpe_encode_bf16")
+    for frames in args.frames:
+        gdn = gdn_inputs(sizes, frames, device, args.seed)
+        ucpe = ucpe_inputs(sizes, frames, device, args.seed + 1)
+        for name in ops:
+            calls = op_calls(name, ucpe if name.startswith("ucpe") else gdn)
+            row: dict[str, Any] = {"op": name, "frames": frames}
+            reference, row["torch_ms"], row["torch_peak_mib"] = measure(
+                calls["torch"], device, args.warmup, args.repeats
+            )
+            got, row["triton_ms"], row["triton_peak_mib"] = measure(
+                calls["triton"], device, args.warmup, args.repeats
+            )
+            row["out_dtype"] = str(got.dtype).removeprefix("torch.")
+            row["max_rel_err"] = max_rel_err(got, reference)
+            row["speedup"] = row["torch_ms"] / row["triton_ms"]
+            del reference, got
+            report["results"].append(row)
+            peaks = f"{row['torch_peak_mib']} / {row['triton_peak_mib']} MiB" if device.type == "cuda" else ""
+            print(
+                f"T={frames:4d} {name:18s} err {row['max_rel_err']:.2e}  torch {row['torch_ms']:9.2f} ms  "
+                f"triton {row['triton_ms']:9.2f} ms  x{row['speedup']:.1f}  {peaks}",
+                flush=True,
+            )
+        del gdn, ucpe
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--frames", type=int, nargs="+", default=[41, 121], help="latent frame counts T")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="write the report as JSON here")
+    args = parser.parse_args(argv)
+    if torch.device(args.device).type == "cpu":
+        os.environ["TRITON_INTERPRET"] = "1"  # read when the kernels are first imported (lazily, by the ops)
+    report = run(args)
+    if args.out:
+        with atomic_output(args.out) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
