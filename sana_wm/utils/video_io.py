@@ -18,7 +18,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import av
 import numpy as np
 
 from sana_wm.errors import InputError
@@ -27,6 +26,13 @@ from sana_wm.utils.atomic import atomic_output
 # ITU-T H.273 code point shared by BT.709 primaries, transfer and matrix; ints work on every PyAV version.
 _BT709 = 1
 _LIMITED_RANGE = 1
+
+
+def _av() -> Any:
+    """The PyAV module, imported on first use (slow to import; commands that write no video skip it)."""
+    import av
+
+    return av
 
 
 class VideoWriter:
@@ -96,7 +102,7 @@ class VideoWriter:
         frame_HW3 = self._check_frame(frame_HW3)
         if self._container is None:
             self._open(height=frame_HW3.shape[0], width=frame_HW3.shape[1])
-        rgb = av.VideoFrame.from_ndarray(frame_HW3, format="rgb24")
+        rgb = _av().VideoFrame.from_ndarray(frame_HW3, format="rgb24")
         # Convert with the BT.709 matrix ourselves: swscale's default is BT.601, which players would
         # then decode as BT.709 for HD sizes and shift the colours.
         yuv = rgb.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
@@ -161,7 +167,9 @@ class VideoWriter:
         return np.ascontiguousarray(frame_HW3)
 
     def _open(self, *, height: int, width: int) -> None:
-        container = av.open(str(self._tmp), "w", format="mp4", container_options={"movflags": "+faststart"})
+        container = _av().open(
+            str(self._tmp), "w", format="mp4", container_options={"movflags": "+faststart"}
+        )
         try:
             stream = container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1000))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -212,6 +220,7 @@ def probe_video(path: str | os.PathLike[str]) -> dict[str, int | float]:
 def _open_for_reading(path: str | os.PathLike[str]) -> Iterator[Any]:
     if not Path(path).is_file():
         raise InputError(f"{path}: video file not found")
+    av = _av()
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as err:
