@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import importlib.util
 import json
 import logging
 import re
@@ -350,8 +351,11 @@ def _evaluate(out_dir: Path, heldout: list[RenderedClip], demo_truth: np.ndarray
     mirrored = _generate(
         pipe, settings, first, action=mirrored_action(settings.action, settings.action_mapping), **kwargs
     )
-    with VideoWriter(out_dir / SAMPLE_FILE, fps=settings.fps) as writer:
-        writer.write_many(np.concatenate([demo_truth, demo, mirrored], axis=2))
+    if importlib.util.find_spec("av") is None:
+        log.warning("PyAV is not installed: %s not written", SAMPLE_FILE)
+    else:
+        with VideoWriter(out_dir / SAMPLE_FILE, fps=settings.fps) as writer:
+            writer.write_many(np.concatenate([demo_truth, demo, mirrored], axis=2))
     metrics = {
         f"heldout_{k}": v
         for k, v in motion_metrics(generated, [c.frames_FHW3.numpy() for c in heldout]).items()
