@@ -171,11 +171,16 @@ class DualBranchAttention(nn.Module):
 
 
 def _to_ray_space(
-    q_BNME: Tensor, k_BNME: Tensor, v_BNME: Tensor, rays: RayTransforms, backend: Backend
+    q_BNME: Tensor,
+    k_BNME: Tensor,
+    v_BNME: Tensor,
+    rays: RayTransforms,
+    backend: Backend,
+    out_dtype: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """UCPE-encode camera q (``Pᵀ``) and k/v (``P⁻¹``), each scaled down to its pre-transform RMS; computed
-    in fp32, returned in fp32 (``"triton"``: in the activations' dtype, one fused kernel per tensor)."""
-    out_dtype = q_BNME.dtype if backend == "triton" else torch.float32
+    in fp32, returned in ``out_dtype`` (the GDN scans take fp32: rounding these to bf16 doubled the model's
+    bf16 error against fp32 on an H100)."""
     pairs = ((q_BNME, rays.query_BM44), (k_BNME, rays.key_BM44), (v_BNME, rays.key_BM44))
     q, k, v = (
         ucpe_encode(x, m, rays.cos_MQ, rays.sin_MQ, downscale=True, out_dtype=out_dtype, backend=backend)
@@ -293,9 +298,9 @@ class SoftmaxCameraAttention(DualBranchAttention):
         scale = camera_softmax_scale(self.head_dim)
         for hs in ctx.head_groups(self.heads):
             q_ray, k_ray, v_ray = _to_ray_space(
-                q_cam[:, hs], k_cam[:, hs], v_cam[:, hs], ctx.rays, ctx.backend
+                q_cam[:, hs], k_cam[:, hs], v_cam[:, hs], ctx.rays, ctx.backend, sdpa_dtype
             )
-            cam = _sdpa(q_ray.to(sdpa_dtype), k_ray.to(sdpa_dtype), v_ray.to(sdpa_dtype), scale, ctx.backend)
+            cam = _sdpa(q_ray, k_ray, v_ray, scale, ctx.backend)
             del q_ray, k_ray, v_ray
             self._head_view(cam_BMD)[:, :, hs] = _from_ray_space(cam, ctx.rays, ctx.backend).transpose(1, 2)
             del cam
