@@ -522,6 +522,14 @@ def load_pipeline(
     return pipeline
 
 
+def fastest_backend(device: torch.device) -> Backend:
+    """``"triton"`` on CUDA when triton is importable (the fused kernels; same accuracy as ``"torch"``, 1.3×
+    faster per step at 321-961 frames on an H100), else ``"torch"``."""
+    from sana_wm.ops import triton_importable
+
+    return "triton" if device.type == "cuda" and triton_importable() else "torch"
+
+
 LEAN_TOKENS = 40_000  # latent tokens per sample from which the transformer runs with MemoryPlan.lean()
 
 

@@ -179,6 +179,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     runtime.add_argument("--device", help="default: cuda if available, else cpu")
     runtime.add_argument("--dtype", choices=sorted(DTYPES), help="default: bfloat16 on cuda, float32 on cpu")
     runtime.add_argument(
+        "--backend",
+        choices=("auto", "torch", "triton", "reference"),
+        default="auto",
+        help="the transformer's ops: auto (default) = triton on CUDA when installed, else torch",
+    )
+    runtime.add_argument(
         "--offload",
         choices=OFFLOAD_MODES,
         default="none",
@@ -354,7 +360,19 @@ def _load_demo(args: argparse.Namespace) -> Any:
     from sana_wm.pipeline import DTYPES
 
     extra = {"dtype": DTYPES[args.dtype]} if args.dtype else {}
+    if args.backend != "auto":
+        extra["backend"] = args.backend
     return load_demo_pipeline(args.device, directory=args.demo_dir, **extra)  # device None: cuda if any
+
+
+def _backend(args: argparse.Namespace) -> str:
+    from sana_wm.ops import check_backend
+    from sana_wm.pipeline import fastest_backend
+
+    if args.backend == "auto":
+        return fastest_backend(resolve_device(args.device))
+    check_backend(args.backend)
+    return args.backend
 
 
 def _check_inputs(args: argparse.Namespace, demo: bool) -> dict[str, Any]:
@@ -498,6 +516,7 @@ def _settings(
         "device": str(pipe.device),
         "dtype": str(pipe.dtype).removeprefix("torch."),
         "offload": pipe.offload,
+        "backend": pipe.backend,
         "timings_s": timings,
         "peak_memory_gib": memory,
     }

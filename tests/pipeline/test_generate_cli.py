@@ -107,6 +107,7 @@ def test_generate_writes_video_sidecar_and_latents(tmp_path, tiny, tiny_dirs, ca
     )
     assert s["action"] == ACTION and s["prompt"] == PROMPT and s["intrinsics_source"] == "given"
     assert s["latents"] == "clip_latents.safetensors" and s["dtype"] == "float32"
+    assert s["backend"] == "torch" and s["model"] == "release"  # --backend auto on the CPU
     assert {"text_encode", "vae_encode", "sampling", "decode", "write", "total"} <= set(s["timings_s"])
 
 
@@ -301,3 +302,11 @@ def test_quiet_works_before_and_after_the_subcommand() -> None:
     assert parser.parse_args(["--quiet", "generate", *base]).quiet is True
     assert parser.parse_args(["generate", *base, "--quiet"]).quiet is True
     assert parser.parse_args(["generate", *base]).quiet is False
+
+
+def test_fastest_backend_is_torch_off_cuda() -> None:
+    import torch
+
+    from sana_wm.pipeline import fastest_backend
+
+    assert fastest_backend(torch.device("cpu")) == "torch"
