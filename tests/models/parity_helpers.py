@@ -60,16 +60,10 @@ def oracle_softmax_in_input_dtype() -> Iterator[None]:
 
 def run_oracle(oracle: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """Call diffusers' model: text as ``(B, 1, L, K)`` (the official layout), mask as a keyword."""
+    from sana_wm.bench.build import peer_call
+
     with torch.no_grad():
-        return oracle(
-            inputs["latents"],
-            inputs["timestep"],
-            inputs["text"][:, None],
-            encoder_attention_mask=inputs["text_mask"],
-            camera_conditions=inputs["camera_conditions"],
-            chunk_plucker=inputs["chunk_plucker"],
-            return_dict=False,
-        )[0]
+        return peer_call(oracle, inputs)()
 
 
 @functools.cache
