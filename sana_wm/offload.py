@@ -15,6 +15,7 @@ Modes (``--offload``):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Literal
 
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from sana_wm.errors import InputError
+from sana_wm.models import MemoryPlan
 
 OffloadMode = Literal["none", "model", "group"]
 OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "group")
@@ -64,3 +66,16 @@ def enable_block_streaming(model: nn.Module, device: torch.device) -> None:
         non_blocking=device.type == "cuda",
         use_stream=device.type == "cuda",
     )
+
+
+LEAN_TOKENS = 40_000  # latent tokens per sample from which the transformer runs with MemoryPlan.lean()
+
+
+def default_memory_plan(offload: OffloadMode, latents_BCThw: torch.Size) -> MemoryPlan | None:
+    """The transformer's memory plan when the pipeline is given none: with ``offload="group"`` the lean plan
+    with the CFG rows one after the other; else the lean plan from :data:`LEAN_TOKENS` tokens per sample
+    (321 frames at 704 x 1280 has 36,080), else none."""
+    if offload == "group":
+        return dataclasses.replace(MemoryPlan.lean(), samples_per_pass=1)
+    tokens = latents_BCThw[2] * latents_BCThw[3] * latents_BCThw[4]
+    return MemoryPlan.lean() if tokens >= LEAN_TOKENS else None

@@ -27,7 +27,6 @@ stage-2 refiner runs after this pipeline: :func:`sana_wm.two_stage.generate_two_
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import math
@@ -55,7 +54,7 @@ from sana_wm.camera import (
 )
 from sana_wm.errors import InputError
 from sana_wm.models import MemoryPlan, SanaWMConfig, SanaWMTransformer
-from sana_wm.offload import OffloadMode, check_offload, enable_block_streaming, on_device
+from sana_wm.offload import OffloadMode, check_offload, default_memory_plan, enable_block_streaming, on_device
 from sana_wm.ops import Backend, check_backend
 from sana_wm.samplers import cfg_model_fn, flow_sigmas, sample_euler, sample_heun, sample_ltx_euler
 from sana_wm.utils.image import MODEL_HEIGHT, MODEL_WIDTH, resize_and_center_crop
@@ -520,27 +519,6 @@ def load_pipeline(
     pipeline.weights = paths
     pipeline.refiner_weights = refiner_paths
     return pipeline
-
-
-def fastest_backend(device: torch.device) -> Backend:
-    """``"triton"`` on CUDA when triton is importable (the fused kernels; same accuracy as ``"torch"``, 1.3×
-    faster per step at 321-961 frames on an H100), else ``"torch"``."""
-    from sana_wm.ops import triton_importable
-
-    return "triton" if device.type == "cuda" and triton_importable() else "torch"
-
-
-LEAN_TOKENS = 40_000  # latent tokens per sample from which the transformer runs with MemoryPlan.lean()
-
-
-def default_memory_plan(offload: OffloadMode, latents_BCThw: torch.Size) -> MemoryPlan | None:
-    """The transformer's memory plan when the pipeline is given none: with ``offload="group"`` the lean plan
-    with the CFG rows one after the other; else the lean plan from :data:`LEAN_TOKENS` tokens per sample
-    (321 frames at 704 x 1280 has 36,080), else none."""
-    if offload == "group":
-        return dataclasses.replace(MemoryPlan.lean(), samples_per_pass=1)
-    tokens = latents_BCThw[2] * latents_BCThw[3] * latents_BCThw[4]
-    return MemoryPlan.lean() if tokens >= LEAN_TOKENS else None
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

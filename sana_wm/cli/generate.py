@@ -366,8 +366,7 @@ def _load_demo(args: argparse.Namespace) -> Any:
 
 
 def _backend(args: argparse.Namespace) -> str:
-    from sana_wm.ops import check_backend
-    from sana_wm.pipeline import fastest_backend
+    from sana_wm.ops import check_backend, fastest_backend
 
     if args.backend == "auto":
         return fastest_backend(resolve_device(args.device))

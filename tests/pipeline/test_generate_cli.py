@@ -307,6 +307,6 @@ def test_quiet_works_before_and_after_the_subcommand() -> None:
 def test_fastest_backend_is_torch_off_cuda() -> None:
     import torch
 
-    from sana_wm.pipeline import fastest_backend
+    from sana_wm.ops import fastest_backend
 
     assert fastest_backend(torch.device("cpu")) == "torch"
