@@ -383,6 +383,12 @@ def _check_inputs(args: argparse.Namespace, demo: bool) -> dict[str, Any]:
             raise InputError("--prompt / --prompt_text: the released model needs a prompt")
         if args.camera is None and args.action is None:
             raise InputError("--action / --camera: the released model needs a camera path")
+    if args.backend != "auto":
+        from sana_wm.ops import check_backend
+
+        check_backend(args.backend)
+        if args.backend == "triton" and resolve_device(args.device).type != "cuda":
+            raise InputError("--backend triton: the kernels need a CUDA device (use auto or torch here)")
     check_settings(
         steps=args.steps,
         cfg_scale=args.cfg_scale,

@@ -310,3 +310,14 @@ def test_fastest_backend_is_torch_off_cuda() -> None:
     from sana_wm.ops import fastest_backend
 
     assert fastest_backend(torch.device("cpu")) == "torch"
+
+
+def test_triton_backend_without_cuda_is_one_line_before_loading(tmp_path, capsys) -> None:
+    pytest.importorskip("triton")
+    argv = ["generate", "--backend", "triton", "--device", "cpu", "--output_dir", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "sana-wm generate: error: --backend triton: the kernels need a CUDA device (use auto or torch here)"
+    ]
+    assert not (tmp_path / "o").exists()
