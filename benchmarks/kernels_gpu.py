@@ -1,15 +1,17 @@
 """Cost and parity of the ``"triton"`` ops against the ``"torch"`` ones, op by op, at the model's full sizes.
 
 For each latent frame count (``--frames``, default 41 and 121) and each op — ``gdn_bidirectional``,
-``cam_bidirectional``, ``ucpe_encode`` (with the RMS downscale; fp32 and bf16 output) — runs both backends
-on the same inputs and records the max relative error ``max|a − b| / max|b|`` (``b``: torch), the median
-milliseconds of ``--repeats`` runs after ``--warmup`` runs (CUDA events) and the peak memory the op
-allocates above what was allocated before it (MiB).
+``cam_bidirectional``, ``ucpe_encode`` (with the RMS downscale; fp32 and bf16 output), ``qk_prep`` (the keys'
+RMSNorm → ReLU → κ → RoPE; ``qk_prep_norope`` without the rotation, as the camera branch) — runs both backends
+on the same inputs and records the max relative error ``max|a − b| / max|b|`` (``b``: torch; the larger of the
+two for ops with two outputs), the median milliseconds of ``--repeats`` runs after ``--warmup`` runs (CUDA
+events) and the peak memory the op allocates above what was allocated before it (MiB).
 
 Inputs follow the model (``sana_wm/models/attention.py``): B = 2 (CFG batch), N = 20 heads, E = V = 112,
 a 22 × 40 latent grid (S = 880); q, k, v (and the RoPE-rotated q, k) in bf16, laid out as the model hands them
 over (``(B, M, N, E)`` memory seen as ``(B, N, T, S, E)``); main-branch β bf16, camera β and decays fp32; the
-UCPE input a bf16 ``(B, M, N, E)`` view with per-ray matrices of a smooth camera path.
+UCPE input a bf16 ``(B, M, N, E)`` view with per-ray matrices of a smooth camera path; the ``qk_prep`` input a
+bf16 ``(B, M, D)`` chunk of a ``(B, M, 3·D)`` projection (D = N·E) with a bf16 weight near 1.
 
     python benchmarks/kernels_gpu.py --out $OUT/kernels.json
     python benchmarks/kernels_gpu.py --device cpu --tiny --frames 2 --warmup 0 --repeats 1   # smoke test
@@ -116,9 +118,30 @@ def ucpe_inputs(sizes: Sizes, frames: int, device: torch.device, seed: int) -> d
     }
 
 
+def qk_prep_inputs(sizes: Sizes, frames: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
+    """The keys as the attention block hands them over: a bf16 chunk of a ``qkv`` projection, RoPE tables."""
+    from sana_wm.ops.rope import rope_tables
+
+    gen = torch.Generator(device=device).manual_seed(seed)
+    tokens = frames * sizes.height * sizes.width
+    dim = sizes.heads * sizes.head_dim
+    qkv = torch.randn(sizes.batch, tokens, 3 * dim, generator=gen, device=device, dtype=torch.bfloat16)
+    weight = 1.0 + 0.1 * torch.randn(dim, generator=gen, device=device)
+    cos, sin = rope_tables(frames, sizes.height, sizes.width, sizes.head_dim, device=device)
+    return {
+        "x_BMD": qkv.chunk(3, dim=-1)[1],
+        "weight_D": weight.bfloat16(),
+        "rope_cos_MP": cos,
+        "rope_sin_MP": sin,
+    }
+
+
+Output = torch.Tensor | tuple[torch.Tensor, ...]
+
+
 def measure(
-    fn: Callable[[], torch.Tensor], device: torch.device, warmup: int, repeats: int
-) -> tuple[torch.Tensor, float, float | None]:
+    fn: Callable[[], Output], device: torch.device, warmup: int, repeats: int
+) -> tuple[Output, float, float | None]:
     """Output, median milliseconds and peak MiB allocated above the starting point (CUDA only)."""
     cuda = device.type == "cuda"
     with torch.no_grad():
@@ -147,23 +170,34 @@ def measure(
     return out, statistics.median(times), peak
 
 
-def max_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    """``max|a − b| / max|b|`` in fp32."""
+def max_rel_err(a: Output, b: Output) -> float:
+    """``max|a − b| / max|b|`` in fp32 (for tuples of outputs: the largest over them)."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return max(max_rel_err(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None)
+    assert isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
     return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
 
 
-def op_calls(name: str, inputs: dict[str, torch.Tensor]) -> dict[str, Callable[[], torch.Tensor]]:
+def op_calls(name: str, inputs: dict[str, torch.Tensor], sizes: Sizes) -> dict[str, Callable[[], Output]]:
     """The op ``name`` on ``inputs``, per backend."""
     from sana_wm.ops.gdn import cam_bidirectional, gdn_bidirectional
+    from sana_wm.ops.qk_prep import qk_prep
     from sana_wm.ops.ucpe import ucpe_encode
 
-    def call(backend: str) -> Callable[[], torch.Tensor]:
+    def call(backend: str) -> Callable[[], Output]:
         if name == "gdn_bidirectional":
             return lambda: gdn_bidirectional(**inputs, eps=1e-8, backend=backend)
         if name == "cam_bidirectional":
             cam = {key: inputs[key] for key in ("q", "k", "v", "beta", "decay")}
             cam["beta"] = inputs["beta"].float()
             return lambda: cam_bidirectional(**cam, backend=backend)
+        if name.startswith("qk_prep"):
+            kappa = (sizes.head_dim * sizes.height * sizes.width) ** -0.5
+            keys = ("x_BMD", "weight_D") if name.endswith("norope") else tuple(inputs)
+            args = {key: inputs[key] for key in keys}
+            return lambda: qk_prep(
+                **args, eps=1e-5, relu=True, scale=kappa, heads=sizes.heads, backend=backend
+            )
         out_dtype = torch.bfloat16 if name.endswith("bf16") else torch.float32
         return lambda: ucpe_encode(**inputs, downscale=True, out_dtype=out_dtype, backend=backend)
 
@@ -175,7 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = TINY if args.tiny else FULL
     import triton
 
-    from sana_wm.ops import triton_ucpe
+    from sana_wm.ops import triton_qk_prep, triton_ucpe
     from sana_wm.ops.gdn import triton_scan
 
     launch = ("MAPS_BLOCK_S", "MAPS_WARPS", "MAPS_STAGES", "SCAN_BLOCK_R", "SCAN_WARPS", "SCAN_STAGES")
@@ -185,18 +219,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
         "triton": triton.__version__,
         "launch": {name: getattr(triton_scan, name) for name in launch}
-        | {"UCPE_BLOCK_M": triton_ucpe.BLOCK_M, "UCPE_WARPS": triton_ucpe.WARPS},
+        | {"UCPE_BLOCK_M": triton_ucpe.BLOCK_M, "UCPE_WARPS": triton_ucpe.WARPS}
+        | {"QK_PREP_WARPS": triton_qk_prep.WARPS},
         "sizes": vars(sizes) | {"tokens_per_frame": sizes.height * sizes.width},
         "warmup": args.warmup,
         "repeats": args.repeats,
         "results": [],
     }
     ops = ("gdn_bidirectional", "cam_bidirectional", "ucpe_encode", "ucpe_encode_bf16")
+    ops += ("qk_prep", "qk_prep_norope")
     for frames in args.frames:
         gdn = gdn_inputs(sizes, frames, device, args.seed)
         ucpe = ucpe_inputs(sizes, frames, device, args.seed + 1)
+        qk = qk_prep_inputs(sizes, frames, device, args.seed + 2)
         for name in ops:
-            calls = op_calls(name, ucpe if name.startswith("ucpe") else gdn)
+            inputs = ucpe if name.startswith("ucpe") else qk if name.startswith("qk_prep") else gdn
+            calls = op_calls(name, inputs, sizes)
             row: dict[str, Any] = {"op": name, "frames": frames}
             reference, row["torch_ms"], row["torch_peak_mib"] = measure(
                 calls["torch"], device, args.warmup, args.repeats
@@ -204,7 +242,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             got, row["triton_ms"], row["triton_peak_mib"] = measure(
                 calls["triton"], device, args.warmup, args.repeats
             )
-            row["out_dtype"] = str(got.dtype).removeprefix("torch.")
+            first = got[0] if isinstance(got, tuple) else got
+            row["out_dtype"] = str(first.dtype).removeprefix("torch.")
             row["max_rel_err"] = max_rel_err(got, reference)
             row["speedup"] = row["torch_ms"] / row["triton_ms"]
             del reference, got
@@ -215,7 +254,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"triton {row['triton_ms']:9.2f} ms  x{row['speedup']:.1f}  {peaks}",
                 flush=True,
             )
-        del gdn, ucpe
+        del gdn, ucpe, qk
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return report

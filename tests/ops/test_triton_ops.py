@@ -211,9 +211,13 @@ def test_benchmark_smoke_run_reports_parity(tmp_path: Path, monkeypatch: pytest.
         "cam_bidirectional",
         "ucpe_encode",
         "ucpe_encode_bf16",
+        "qk_prep",
+        "qk_prep_norope",
     ]
     for row in results:
-        assert row["max_rel_err"] < (1e-3 if row["out_dtype"] == "float32" else 2**-7), row
+        # qk_prep: the eager bf16 path rounds after each of four steps, the kernel once.
+        bf16_bound = 2**-6 if row["op"].startswith("qk_prep") else 2**-7
+        assert row["max_rel_err"] < (1e-3 if row["out_dtype"] == "float32" else bf16_bound), row
 
 
 def test_ops_without_a_kernel_run_the_torch_code() -> None:
