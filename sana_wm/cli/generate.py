@@ -18,7 +18,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sana_wm.camera import align_num_frames, load_intrinsics
 from sana_wm.cli._args import add_camera_path_args, flag
@@ -31,6 +31,11 @@ from sana_wm.utils.atomic import atomic_output
 from sana_wm.utils.image import MODEL_HEIGHT, MODEL_WIDTH, load_image
 from sana_wm.utils.prompt import read_prompt_file
 from sana_wm.utils.video_io import VideoWriter, write_sidecar
+
+if TYPE_CHECKING:
+    import torch
+
+    from sana_wm.demo_model import DemoSettings
 
 log = logging.getLogger("sana_wm")
 # sana_wm.refiner.MODES, spelled out: importing the refiner (and diffusers) would slow every sana-wm command.
@@ -213,8 +218,8 @@ def run(args: argparse.Namespace) -> int:
     load_start = time.perf_counter()
     try:
         pipe = (
-            _load_demo(args)
-            if demo
+            _load_demo(args, inputs["backend"])
+            if demo is not None
             else load_pipeline(
                 args.model_path,
                 config=args.config,
@@ -223,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
                 device=args.device,
                 dtype=args.dtype,
                 offload=args.offload,
+                backend=inputs["backend"],
                 refiner=refine,
                 refiner_checkpoint=args.refiner_checkpoint,
                 refiner_gemma_root=args.refiner_gemma_root,
@@ -326,12 +332,14 @@ RELEASE_DEFAULTS: dict[str, Any] = {
 _WEIGHT_FLAGS = ("model_path", "config", "vae_path", "text_encoder_path")
 
 
-def _use_demo_model(args: argparse.Namespace) -> bool:
-    """The demo model unless ``--official`` or a weight flag asks for the release; fills unset defaults."""
+def _use_demo_model(args: argparse.Namespace) -> DemoSettings | None:
+    """The demo model's settings unless ``--official`` or a weight flag asks for the release (None); fills
+    unset defaults from the chosen model."""
     demo = not args.official and all(getattr(args, name) is None for name in _WEIGHT_FLAGS)
     if args.demo_dir is not None and not demo:
         raise InputError("--demo_dir: cannot be combined with --official or the release's weight flags")
     defaults = dict(RELEASE_DEFAULTS)
+    settings = None
     if demo:
         from sana_wm.demo_model import DEMO_DIR, demo_available, read_demo_settings
 
@@ -352,43 +360,40 @@ def _use_demo_model(args: argparse.Namespace) -> bool:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    return demo
+    return settings
 
 
-def _load_demo(args: argparse.Namespace) -> Any:
+def _load_demo(args: argparse.Namespace, backend: str | None) -> Any:
     from sana_wm.demo_model import load_demo_pipeline
     from sana_wm.pipeline import DTYPES
 
     extra = {"dtype": DTYPES[args.dtype]} if args.dtype else {}
-    if args.backend != "auto":
-        extra["backend"] = args.backend
-    return load_demo_pipeline(args.device, directory=args.demo_dir, **extra)  # device None: cuda if any
+    # device None: cuda if any; backend None: the demo model's own choice
+    return load_demo_pipeline(args.device, directory=args.demo_dir, backend=backend, **extra)
 
 
-def _backend(args: argparse.Namespace) -> str:
+def _resolve_backend(args: argparse.Namespace, device: torch.device, demo: bool) -> str | None:
+    """``--backend`` checked; ``auto``: the fastest here (for the demo model its own default, None)."""
     from sana_wm.ops import check_backend, fastest_backend
 
     if args.backend == "auto":
-        return fastest_backend(resolve_device(args.device))
+        return None if demo else fastest_backend(device)
     check_backend(args.backend)
+    if args.backend == "triton" and device.type != "cuda":
+        raise InputError("--backend triton: the kernels need a CUDA device (use auto or torch here)")
     return args.backend
 
 
-def _check_inputs(args: argparse.Namespace, demo: bool) -> dict[str, Any]:
+def _check_inputs(args: argparse.Namespace, demo: DemoSettings | None) -> dict[str, Any]:
     """Read and validate every user input before anything heavy happens."""
-    if not demo:
+    if demo is None:
         if args.image is None:
             raise InputError("--image: required for the released model (only the demo model has a default)")
         if args.prompt is None and args.prompt_text is None:
             raise InputError("--prompt / --prompt_text: the released model needs a prompt")
         if args.camera is None and args.action is None:
             raise InputError("--action / --camera: the released model needs a camera path")
-    if args.backend != "auto":
-        from sana_wm.ops import check_backend
-
-        check_backend(args.backend)
-        if args.backend == "triton" and resolve_device(args.device).type != "cuda":
-            raise InputError("--backend triton: the kernels need a CUDA device (use auto or torch here)")
+    backend = _resolve_backend(args, resolve_device(args.device), demo is not None)
     check_settings(
         steps=args.steps,
         cfg_scale=args.cfg_scale,
@@ -398,7 +403,6 @@ def _check_inputs(args: argparse.Namespace, demo: bool) -> dict[str, Any]:
         width=args.width,
         num_frames=args.num_frames,
     )
-    resolve_device(args.device)
     if not (args.fps > 0 and args.fps < float("inf")):
         raise InputError(f"--fps: must be a positive number, got {args.fps}")
     out_dir = Path(args.output_dir)
@@ -416,7 +420,7 @@ def _check_inputs(args: argparse.Namespace, demo: bool) -> dict[str, Any]:
         prompt = read_prompt_file(args.prompt)
     elif args.prompt_text is not None:
         prompt = args.prompt_text.strip()
-        if not prompt and not demo:
+        if not prompt and demo is None:
             raise InputError("--prompt_text: the prompt is empty")
     else:
         prompt = ""
@@ -425,11 +429,11 @@ def _check_inputs(args: argparse.Namespace, demo: bool) -> dict[str, Any]:
     intrinsics = None
     if args.intrinsics is not None:
         intrinsics = load_intrinsics(args.intrinsics, num_frames, image_hw=(image.height, image.width))
-    elif demo:
-        from sana_wm.demo_model import SYNTHETIC_NOTE, centred_intrinsics, read_demo_settings
+    elif demo is not None:
+        from sana_wm.demo_model import SYNTHETIC_NOTE, centred_intrinsics
 
         if args.image is None:
-            intrinsics = read_demo_settings(args.demo_dir).intrinsics_array()
+            intrinsics = demo.intrinsics_array()
         else:
             log.warning(SYNTHETIC_NOTE)
             intrinsics = centred_intrinsics(image.height, image.width)
@@ -454,6 +458,7 @@ def _check_inputs(args: argparse.Namespace, demo: bool) -> dict[str, Any]:
         "num_frames": num_frames,
         "intrinsics": intrinsics,
         "refiner": refiner,
+        "backend": backend,
     }
 
 

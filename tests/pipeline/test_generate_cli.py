@@ -123,9 +123,12 @@ def test_generate_accepts_a_camera_file_and_prompt_text(tmp_path, tiny, tiny_dir
         "--no_action_overlay",
         "--cfg_scale",
         "1",
+        "--backend",
+        "reference",
     ]
     assert main([*argv, "--no_refiner"]) == 0
     sidecar = read_sidecar(tmp_path / "out" / "output.json")
+    assert sidecar.settings["backend"] == "reference"  # --backend reaches the release pipeline
     assert probe_video(tmp_path / "out" / "output.mp4")["frames"] == 9 == len(sidecar.c2w)
     assert sidecar.settings["intrinsics_source"] == "default" and sidecar.settings["camera"] == str(poses)
     assert not (tmp_path / "out" / "output_latents.safetensors").exists()
