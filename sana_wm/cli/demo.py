@@ -16,8 +16,8 @@ import numpy as np
 
 from sana_wm.cli import generate
 from sana_wm.cli._args import add_camera_path_args, flag
-from sana_wm.cli.trajectory import camera_path
 from sana_wm.utils.atomic import atomic_output
+from sana_wm.utils.video_io import read_sidecar
 from sana_wm.viz.trajectory_plot import plot_trajectory
 
 log = logging.getLogger("sana_wm")
@@ -61,15 +61,9 @@ def run(args: argparse.Namespace) -> int:
     status = generate.run(gen_args)
     if status:
         return status
-    c2w_F44 = camera_path(gen_args)[: _frames_written(out / "demo.json")]
+    c2w_F44 = read_sidecar(out / "demo.json").c2w  # the poses of the frames written
     with atomic_output(out / "trajectory.npy") as tmp, open(tmp, "wb") as f:
         np.save(f, c2w_F44)
     plot_trajectory(c2w_F44, out / "trajectory.png", title=gen_args.action or gen_args.camera)
     log.info("wrote %s and %s (%d poses)", out / "trajectory.npy", out / "trajectory.png", len(c2w_F44))
     return 0
-
-
-def _frames_written(sidecar: Path) -> int:
-    import json
-
-    return int(json.loads(sidecar.read_text(encoding="utf-8"))["settings"]["num_frames"])
