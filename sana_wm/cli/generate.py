@@ -124,7 +124,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Gemma-2 + tokenizer folder",
     )
     refiner = p.add_argument_group(
-        "stage-2 refiner (on by default: F frames requested give F - 1, the first decoded frame is dropped)"
+        "stage-2 refiner (released model only, on by default: F frames requested give F - 1, the first "
+        "decoded frame is dropped; the demo model has no stage 2)"
     )
     refiner.add_argument(
         *flag("--no_refiner"), dest="no_refiner", action="store_true", help="write the stage-1 video"
@@ -354,9 +355,7 @@ def _use_demo_model(args: argparse.Namespace) -> DemoSettings | None:
         defaults = {name: getattr(settings, name) for name in RELEASE_DEFAULTS}
         if args.camera is None and args.action is None:
             args.action, args.action_mapping = settings.action, settings.action_mapping
-        if not args.no_refiner:
-            log.info("the demo model has no stage-2 refiner: writing the stage-1 video")
-            args.no_refiner = True
+        args.no_refiner = True  # the demo model has no stage 2 (its card and --help say so)
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
