@@ -52,10 +52,5 @@ def tiny_pipeline():
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these ops are tiny, and on a busy 2-core machine a second thread waiting for a
-    core made the end-to-end test 10x slower (1.3 s against 15 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every evaluation test runs on one thread (``one_thread`` in tests/conftest.py)."""

@@ -37,13 +37,7 @@ STAGE1 = dict(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny models are all per-call overhead: one thread is faster, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _argv(tmp_path, tiny, tiny_dirs, out_dir) -> list[str]:

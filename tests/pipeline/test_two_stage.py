@@ -18,13 +18,7 @@ from sana_wm.vae import VideoVAE
 STAGE1 = dict(action="w-8,jw-8", intrinsics=INTRINSICS, num_frames=17, steps=2, height=HEIGHT, width=WIDTH)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny models are all per-call overhead: one thread is faster, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
