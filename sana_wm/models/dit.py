@@ -116,7 +116,8 @@ class SanaWMTransformer(nn.Module):
             camera_conditions: ``(B, T, 20)``: row-major relative camera-to-world pose (16) then
                 ``[fx, fy, cx, cy]`` in latent-grid pixels.
             chunk_plucker: chunked Plücker map ``(B, 48, T, h, w)``.
-            backend: implementation of the ops (``"reference"`` or ``"torch"``), see ``sana_wm.ops``.
+            backend: implementation of the ops (``"reference"``, ``"torch"`` or ``"triton"``: forward-only GPU
+                kernels, and cuDNN attention first), see ``sana_wm.ops``.
             bf16_softmax: run the softmax attentions with bf16 q/k/v even in an fp32 model (what diffusers
                 0.42.1 does); only matters for fp32 models.
             memory: how to bound activation memory (:class:`MemoryPlan`); the result does not depend on it.

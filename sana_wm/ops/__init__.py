@@ -1,4 +1,5 @@
-"""Functional math of the SANA-WM transformer: GDN scans, UCPE camera transforms, RoPE, short convolutions.
+"""Functional math of the SANA-WM transformer: GDN scans, UCPE camera transforms, RoPE, short convolutions,
+the FFN's gated depthwise convolution and q/k preparation.
 
 Every op here is a plain function of tensors (no parameters, no module state). Each has up to three
 implementations behind one signature, picked by an explicit ``backend=`` argument, never by an import-time
@@ -9,8 +10,9 @@ fallback:
 - ``"torch"``: a faster pure-PyTorch formulation of the same math (batched matmuls over frames, a log-depth
   scan, real-valued rotations). Parity with ``"reference"`` is tested in ``tests/ops``.
 
-- ``"triton"``: GPU kernels (forward only, no autograd) for the GDN scans (``gdn/triton_scan.py``) and the
-  fused UCPE encode (``triton_ucpe.py``); ops without a kernel (RoPE, short convolution) run their ``"torch"``
+- ``"triton"``: GPU kernels (forward only, no autograd) for the GDN scans (``gdn/triton_scan.py``), the
+  fused UCPE encode (``triton_ucpe.py``), the FFN's SiLU/depthwise-conv/GLU (``triton_glu_conv.py``) and
+  ``qk_prep`` (``triton_qk_prep.py``); ops without a kernel (RoPE, short convolution) run their ``"torch"``
   code. Needs the ``triton`` package (imported only when this backend is used) and CUDA tensors, or
   ``TRITON_INTERPRET=1`` set before the kernels are first imported to run them on the CPU. Parity with
   ``"torch"`` is tested under the interpreter in ``tests/ops/test_triton_ops.py``.
