@@ -15,7 +15,6 @@ Modes (``--offload``):
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator
 from typing import Literal
 
@@ -76,6 +75,6 @@ def default_memory_plan(offload: OffloadMode, latents_BCThw: torch.Size) -> Memo
     with the CFG rows one after the other; else the lean plan from :data:`LEAN_TOKENS` tokens per sample
     (321 frames at 704 x 1280 has 36,080), else none."""
     if offload == "group":
-        return dataclasses.replace(MemoryPlan.lean(), samples_per_pass=1)
+        return MemoryPlan.named("lean-serial")
     tokens = latents_BCThw[2] * latents_BCThw[3] * latents_BCThw[4]
     return MemoryPlan.lean() if tokens >= LEAN_TOKENS else None

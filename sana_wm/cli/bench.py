@@ -7,21 +7,15 @@ is built, and the JSON is written only when the whole run succeeds.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import shlex
 import sys
 
-from sana_wm.models.dit import MemoryPlan
 from sana_wm.offload import OFFLOAD_MODES
 from sana_wm.ops import BACKENDS
 
 log = logging.getLogger("sana_wm")
-MEMORY_PLANS = {
-    "none": None,
-    "lean": MemoryPlan.lean(),
-    "lean-serial": dataclasses.replace(MemoryPlan.lean(), samples_per_pass=1),
-}
+MEMORY_PLANS = ("none", "lean", "lean-serial")  # sana_wm.models.MemoryPlan.named
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--memory",
-        choices=sorted(MEMORY_PLANS),
+        choices=MEMORY_PLANS,
         default="none",
         help="our activation-memory plan: none (all at once), lean (5 heads / 16 frames at a time), "
         "lean-serial (lean, and the CFG rows one after the other)",
@@ -83,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from sana_wm.bench import bench_settings, run_bench
     from sana_wm.bench.report import markdown, write_report
+    from sana_wm.models import MemoryPlan
 
     settings = bench_settings(
         mode=args.mode,
@@ -105,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         seed=args.seed,
         # Further knobs of our forward go here.
-        extra_forward_kwargs={"memory": MEMORY_PLANS[args.memory]},
+        extra_forward_kwargs={"memory": MemoryPlan.named(args.memory)},
     )
     report = run_bench(settings, command=shlex.join(sys.argv))
     write_report(report, args.out)

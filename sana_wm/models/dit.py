@@ -68,6 +68,18 @@ class MemoryPlan:
         """The low-memory plan used for long clips: 5 heads and 16 latent frames at a time, full batch."""
         return cls(heads_per_chunk=5, ffn_frames_per_chunk=16)
 
+    @classmethod
+    def named(cls, name: str) -> MemoryPlan | None:
+        """``"none"`` (None: everything at once), ``"lean"`` (:meth:`lean`) or ``"lean-serial"`` (lean, and
+        the batch rows, e.g. the two CFG rows, one after the other)."""
+        if name == "none":
+            return None
+        if name == "lean":
+            return cls.lean()
+        if name == "lean-serial":
+            return dataclasses.replace(cls.lean(), samples_per_pass=1)
+        raise InputError(f"memory plan: {name!r} is not one of none, lean, lean-serial")
+
 
 class SanaWMTransformer(nn.Module):
     """The stage-1 DiT. Build on ``torch.device("meta")`` and call :meth:`init_weights` after ``to_empty``, or

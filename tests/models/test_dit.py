@@ -151,3 +151,13 @@ def test_ffn_temporal_part_equals_the_checkpoint_conv() -> None:
 def test_memory_plan_rejects_bad_values() -> None:
     with pytest.raises(InputError, match="memory.heads_per_chunk"):
         MemoryPlan(heads_per_chunk=0)
+
+
+def test_named_memory_plans() -> None:
+    assert MemoryPlan.named("none") is None
+    assert MemoryPlan.named("lean") == MemoryPlan(heads_per_chunk=5, ffn_frames_per_chunk=16)
+    assert MemoryPlan.named("lean-serial") == MemoryPlan(
+        heads_per_chunk=5, ffn_frames_per_chunk=16, samples_per_pass=1
+    )
+    with pytest.raises(InputError, match="memory plan: 'tiny'"):
+        MemoryPlan.named("tiny")
