@@ -43,7 +43,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from sana_wm.models.camera_embed import RayTransforms
 from sana_wm.ops import Backend
 from sana_wm.ops.gdn import cam_bidirectional, gdn_bidirectional
-from sana_wm.ops.rope import apply_rope
+from sana_wm.ops.norm_gate import silu_gate_sum
+from sana_wm.ops.qk_prep import qk_prep
 from sana_wm.ops.short_conv import bidirectional_short_conv
 from sana_wm.ops.ucpe import ucpe_encode
 
@@ -164,10 +165,25 @@ class DualBranchAttention(nn.Module):
     def _head_view(self, x_BMD: Tensor) -> Tensor:
         return x_BMD.unflatten(-1, (self.heads, self.head_dim))  # (B, M, N, E), a view to write heads into
 
-    def _combine(self, x_BMD: Tensor, main_BMD: Tensor, cam_BMD: Tensor) -> Tensor:
-        combined = main_BMD + self.out_proj_cam(cam_BMD)
-        gated = combined * F.silu(self.output_gate(x_BMD).float())
-        return self.proj(gated.to(x_BMD.dtype))
+    def _combine(self, x_BMD: Tensor, main_BMD: Tensor, cam_BMD: Tensor, backend: Backend) -> Tensor:
+        gated = silu_gate_sum(main_BMD, self.out_proj_cam(cam_BMD), self.output_gate(x_BMD), backend=backend)
+        return self.proj(gated)
+
+    def _prep(
+        self, x_BMD: Tensor, norm: RMSNorm, ctx: BlockContext, *, relu: bool, scale: float, rope: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """``scale·act(norm(x))`` and, with ``rope``, its RoPE rotation, both ``(B, M, D)`` (one fused op)."""
+        return qk_prep(
+            x_BMD,
+            norm.weight,
+            eps=norm.eps,
+            relu=relu,
+            scale=scale,
+            rope_cos_MP=ctx.rope_cos_MP if rope else None,
+            rope_sin_MP=ctx.rope_sin_MP if rope else None,
+            heads=self.heads,
+            backend=ctx.backend,
+        )
 
 
 def _to_ray_space(
@@ -217,32 +233,30 @@ class GDNCameraAttention(DualBranchAttention):
 
         q, k, v = self.qkv(a_BMD).chunk(3, dim=-1)
         k = self.conv_k(k, num_frames, ctx.backend)
-        q = self._heads(F.relu(self.q_norm(q)))
-        k = self._heads(F.relu(self.k_norm(k)) * kappa)
-        v = self._heads(v)
+        q, q_rot = self._prep(q, self.q_norm, ctx, relu=True, scale=1.0, rope=True)
+        k, k_rot = self._prep(k, self.k_norm, ctx, relu=True, scale=kappa, rope=True)
+        q, k, v, q_rot, k_rot = (self._heads(x) for x in (q, k, v, q_rot, k_rot))
         main_BMD = torch.empty_like(a_BMD)
         for hs in ctx.head_groups(self.heads):
-            q_rot = apply_rope(q[:, hs], ctx.rope_cos_MP, ctx.rope_sin_MP, backend=ctx.backend)
-            k_rot = apply_rope(k[:, hs], ctx.rope_cos_MP, ctx.rope_sin_MP, backend=ctx.backend)
             main = gdn_bidirectional(
                 frames(q[:, hs]),
                 frames(k[:, hs]),
                 frames(v[:, hs]),
-                frames(q_rot),
-                frames(k_rot),
+                frames(q_rot[:, hs]),
+                frames(k_rot[:, hs]),
                 beta_BNTS[:, hs],
                 decay_BNT[:, hs],
                 eps=GDN_EPS,
                 backend=ctx.backend,
             )  # (B, n, T, S, E) fp32
             self._head_view(main_BMD)[:, :, hs] = main.flatten(2, 3).transpose(1, 2)
-            del q_rot, k_rot, main
-        del q, k, v
+            del main
+        del q, k, v, q_rot, k_rot
 
-        q_cam = self._heads(F.relu(self.q_norm_cam(self.q_proj_cam(a_BMD))))
+        q_cam, _ = self._prep(self.q_proj_cam(a_BMD), self.q_norm_cam, ctx, relu=True, scale=1.0, rope=False)
         k_cam = self.conv_k_cam(self.k_proj_cam(a_BMD), num_frames, ctx.backend)
-        k_cam = self._heads(F.relu(self.k_norm_cam(k_cam)) * kappa)
-        v_cam = self._heads(self.v_proj_cam(a_BMD))
+        k_cam, _ = self._prep(k_cam, self.k_norm_cam, ctx, relu=True, scale=kappa, rope=False)
+        q_cam, k_cam, v_cam = self._heads(q_cam), self._heads(k_cam), self._heads(self.v_proj_cam(a_BMD))
         cam_BMD = torch.empty_like(a_BMD)
         for hs in ctx.head_groups(self.heads):
             key_norm_BNM = torch.linalg.vector_norm(k_cam[:, hs].float(), dim=-1).clamp_min(
@@ -268,7 +282,7 @@ class GDNCameraAttention(DualBranchAttention):
             self._head_view(cam_BMD)[:, :, hs] = cam.transpose(1, 2)
             del q_ray, k_ray, v_ray, cam
         del q_cam, k_cam, v_cam
-        return self._combine(a_BMD, main_BMD, cam_BMD)
+        return self._combine(a_BMD, main_BMD, cam_BMD, ctx.backend)
 
 
 class SoftmaxCameraAttention(DualBranchAttention):
@@ -281,19 +295,21 @@ class SoftmaxCameraAttention(DualBranchAttention):
         sdpa_dtype = torch.bfloat16 if ctx.bf16_softmax else a_BMD.dtype
 
         q, k, v = self.qkv(a_BMD).chunk(3, dim=-1)
-        q, k, v = self._heads(self.q_norm(q)), self._heads(self.k_norm(k)), self._heads(v)
+        _, q = self._prep(q, self.q_norm, ctx, relu=False, scale=1.0, rope=True)
+        _, k = self._prep(k, self.k_norm, ctx, relu=False, scale=1.0, rope=True)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
         main_BMD = torch.empty_like(a_BMD)
         for hs in ctx.head_groups(self.heads):
-            q_h = apply_rope(q[:, hs], ctx.rope_cos_MP, ctx.rope_sin_MP, backend=ctx.backend)
-            k_h = apply_rope(k[:, hs], ctx.rope_cos_MP, ctx.rope_sin_MP, backend=ctx.backend)
-            main = _sdpa(q_h.to(sdpa_dtype), k_h.to(sdpa_dtype), v[:, hs].to(sdpa_dtype), None, ctx.backend)
+            main = _sdpa(
+                q[:, hs].to(sdpa_dtype), k[:, hs].to(sdpa_dtype), v[:, hs].to(sdpa_dtype), None, ctx.backend
+            )
             self._head_view(main_BMD)[:, :, hs] = main.transpose(1, 2)
-            del q_h, k_h, main
+            del main
         del q, k, v
 
-        q_cam = self._heads(self.q_norm_cam(self.q_proj_cam(a_BMD)))
-        k_cam = self._heads(self.k_norm_cam(self.k_proj_cam(a_BMD)))
-        v_cam = self._heads(self.v_proj_cam(a_BMD))
+        q_cam, _ = self._prep(self.q_proj_cam(a_BMD), self.q_norm_cam, ctx, relu=False, scale=1.0, rope=False)
+        k_cam, _ = self._prep(self.k_proj_cam(a_BMD), self.k_norm_cam, ctx, relu=False, scale=1.0, rope=False)
+        q_cam, k_cam, v_cam = self._heads(q_cam), self._heads(k_cam), self._heads(self.v_proj_cam(a_BMD))
         cam_BMD = torch.empty_like(a_BMD)
         scale = camera_softmax_scale(self.head_dim)
         for hs in ctx.head_groups(self.heads):
@@ -305,7 +321,7 @@ class SoftmaxCameraAttention(DualBranchAttention):
             self._head_view(cam_BMD)[:, :, hs] = _from_ray_space(cam, ctx.rays, ctx.backend).transpose(1, 2)
             del cam
         del q_cam, k_cam, v_cam
-        return self._combine(a_BMD, main_BMD, cam_BMD)
+        return self._combine(a_BMD, main_BMD, cam_BMD, ctx.backend)
 
 
 class CrossAttention(nn.Module):

@@ -31,12 +31,9 @@ from sana_wm.models.attention import (
 )
 from sana_wm.models.config import SanaWMConfig
 from sana_wm.models.ffn import GLUMBConvTemp
+from sana_wm.ops.norm_gate import layer_norm_modulate
 
 LN_EPS = 1e-6
-
-
-def _layer_norm(x_BMD: Tensor) -> Tensor:
-    return F.layer_norm(x_BMD, x_BMD.shape[-1:], eps=LN_EPS)
 
 
 class SanaWMBlock(nn.Module):
@@ -65,22 +62,40 @@ class SanaWMBlock(nn.Module):
         plucker_BMD: Tensor,
         ctx: BlockContext,
     ) -> Tensor:
-        num_frames = ctx.grid[0]
+        """``x_BMD`` is the fp32 residual stream; without autograd it is updated in place."""
+        dtype = self.attn.qkv.weight.dtype  # what the branches compute in
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
-            self.scale_shift_table + t0_BT6D
-        ).split(1, dim=2)  # each (B, T, 1, D), broadcast over the frame's tokens
+            self.scale_shift_table.float() + t0_BT6D.float()
+        ).unbind(2)  # each (B, T, D)
 
-        a_BTSD = _layer_norm(x_BMD).unflatten(1, (num_frames, -1)) * (1 + scale_msa) + shift_msa
-        attn_BTSD = self.attn(a_BTSD.flatten(1, 2), ctx).unflatten(1, (num_frames, -1))
-        x_BMD = x_BMD + (gate_msa * attn_BTSD).flatten(1, 2)
-        if self.plucker_proj is not None:
-            x_BMD = x_BMD + self.plucker_proj(plucker_BMD)
-        x_BMD = x_BMD + self.cross_attn(x_BMD, text_BLD, keep_BL)
-        m_BTSD = _layer_norm(x_BMD).unflatten(1, (num_frames, -1)) * (1 + scale_mlp) + shift_mlp
-        mlp_BTSD = self.mlp(m_BTSD.flatten(1, 2), ctx.grid, ctx.ffn_frames_per_chunk, ctx.backend).unflatten(
-            1, (num_frames, -1)
+        a_BMD = layer_norm_modulate(
+            x_BMD, shift_msa, scale_msa, eps=LN_EPS, out_dtype=dtype, backend=ctx.backend
         )
-        return x_BMD + (gate_mlp * mlp_BTSD).flatten(1, 2)
+        x_BMD = _gated_add(x_BMD, gate_msa, self.attn(a_BMD, ctx))
+        del a_BMD
+        if self.plucker_proj is not None:
+            x_BMD = _add(x_BMD, self.plucker_proj(plucker_BMD))
+        x_BMD = _add(x_BMD, self.cross_attn(x_BMD.to(dtype), text_BLD, keep_BL))
+        m_BMD = layer_norm_modulate(
+            x_BMD, shift_mlp, scale_mlp, eps=LN_EPS, out_dtype=dtype, backend=ctx.backend
+        )
+        return _gated_add(x_BMD, gate_mlp, self.mlp(m_BMD, ctx.grid, ctx.ffn_frames_per_chunk, ctx.backend))
+
+
+def _add(x_BMD: Tensor, y_BMD: Tensor) -> Tensor:
+    """``x + y`` in ``x``'s dtype; in place when no autograd graph is being recorded."""
+    if torch.is_grad_enabled():
+        return x_BMD + y_BMD
+    return x_BMD.add_(y_BMD)
+
+
+def _gated_add(x_BMD: Tensor, gate_BTD: Tensor, y_BMD: Tensor) -> Tensor:
+    """``x + gate_t·y`` with the per-frame gate broadcast over each frame's tokens, in ``x``'s dtype."""
+    frames = gate_BTD.shape[1]
+    x_BTSD, y_BTSD = x_BMD.unflatten(1, (frames, -1)), y_BMD.unflatten(1, (frames, -1))
+    if torch.is_grad_enabled():
+        return (x_BTSD + gate_BTD[:, :, None] * y_BTSD).flatten(1, 2)
+    return x_BTSD.addcmul_(gate_BTD[:, :, None], y_BTSD).flatten(1, 2)
 
 
 class FinalLayer(nn.Module):
@@ -92,7 +107,9 @@ class FinalLayer(nn.Module):
         self.linear = nn.Linear(hidden_size, out_channels)
 
     def forward(self, x_BMD: Tensor, t_BTD: Tensor) -> Tensor:
-        num_frames = t_BTD.shape[1]
-        shift, scale = (self.scale_shift_table + t_BTD[:, :, None]).split(1, dim=2)  # each (B, T, 1, D)
-        x_BTSD = _layer_norm(x_BMD).unflatten(1, (num_frames, -1)) * (1 + scale) + shift
-        return self.linear(x_BTSD.flatten(1, 2))
+        """In fp32 whatever the weights' dtype (the output is the velocity the sampler integrates)."""
+        shift, scale = (self.scale_shift_table.float() + t_BTD.float()[:, :, None]).unbind(
+            2
+        )  # each (B, T, D)
+        x_BMD = layer_norm_modulate(x_BMD, shift, scale, eps=LN_EPS, out_dtype=torch.float32)
+        return F.linear(x_BMD, self.linear.weight.float(), self.linear.bias.float())

@@ -78,14 +78,16 @@ def test_camera_path_is_silent_at_init() -> None:
 
 
 def test_bf16_forward_tracks_fp32() -> None:
+    """bf16 weights with the fp32 residual stream and fp32 outer modules: 4.8e-3 here, where rounding the
+    stream and the embedders to bf16 as diffusers does gave 8.0e-3. The velocity comes out in fp32."""
     model = _perturbed_tiny()
     inputs = random_inputs(2, 1, 3, 2, 3)
     with torch.no_grad():
         ref = model(**inputs)
         got = model.to(torch.bfloat16)(**inputs)
-    assert got.dtype == torch.bfloat16
-    rel = (got.float() - ref).norm() / ref.norm()
-    assert rel < 3e-2
+    assert got.dtype == torch.float32
+    rel = (got - ref).norm() / ref.norm()
+    assert rel < 6e-3
 
 
 @pytest.mark.parametrize(
