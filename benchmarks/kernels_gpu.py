@@ -2,7 +2,10 @@
 
 For each latent frame count (``--frames``, default 41 and 121) and each op — ``gdn_bidirectional``,
 ``cam_bidirectional``, ``ucpe_encode`` (with the RMS downscale; fp32 and bf16 output), ``qk_prep`` (the keys'
-RMSNorm → ReLU → κ → RoPE; ``qk_prep_norope`` without the rotation, as the camera branch) — runs both backends
+RMSNorm → ReLU → κ → RoPE; ``qk_prep_norope`` without the rotation, as the camera branch), the keys' short
+convolution over frames (``short_conv``), the block's adaLN modulation (``layer_norm_modulate``: fp32 residual
+stream in, bf16 out), the output gate (``silu_gate_sum``) and the FFN's SiLU/depthwise/GLU on one 16-frame
+chunk (``silu_dwconv_glu``) — runs both backends
 on the same inputs and records the max relative error ``max|a − b| / max|b|`` (``b``: torch; the larger of the
 two for ops with two outputs), the median milliseconds of ``--repeats`` runs after ``--warmup`` runs (CUDA
 events) and the peak memory the op allocates above what was allocated before it (MiB).
@@ -136,6 +139,36 @@ def qk_prep_inputs(sizes: Sizes, frames: int, device: torch.device, seed: int) -
     }
 
 
+def block_inputs(sizes: Sizes, frames: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
+    """Inputs of the block-level elementwise ops: the fp32 residual stream with per-frame adaLN tables,
+    three bf16 ``(B, M, D)`` tensors for the gate, the keys for the short conv (a chunk of a ``qkv``
+    projection, with fla's 4 causal taps), and one 16-frame chunk of the FFN's inverted-conv output
+    (``G = 6·D``) with its depthwise weights."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    tokens_per_frame = sizes.height * sizes.width
+    dim = sizes.heads * sizes.head_dim
+
+    def randn(*size: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+        return torch.randn(*size, generator=gen, device=device, dtype=dtype)
+
+    tokens = frames * tokens_per_frame
+    chunk = min(frames, 16)
+    qkv = randn(sizes.batch, frames, tokens_per_frame, 3 * dim)
+    return {
+        "x": randn(sizes.batch, tokens, dim, dtype=torch.float32),
+        "shift": 0.1 * randn(sizes.batch, frames, dim, dtype=torch.float32),
+        "scale": 0.1 * randn(sizes.batch, frames, dim, dtype=torch.float32),
+        "a": randn(sizes.batch, tokens, dim),
+        "b": randn(sizes.batch, tokens, dim),
+        "g": randn(sizes.batch, tokens, dim),
+        "k": qkv[..., dim : 2 * dim],
+        "conv_weight": 0.5 * randn(dim, 4),
+        "u": randn(sizes.batch * chunk, sizes.height, sizes.width, 6 * dim),
+        "dw_weight": 0.3 * randn(6 * dim, 1, 3, 3),
+        "dw_bias": 0.1 * randn(6 * dim),
+    }
+
+
 Output = torch.Tensor | tuple[torch.Tensor, ...]
 
 
@@ -181,10 +214,24 @@ def max_rel_err(a: Output, b: Output) -> float:
 def op_calls(name: str, inputs: dict[str, torch.Tensor], sizes: Sizes) -> dict[str, Callable[[], Output]]:
     """The op ``name`` on ``inputs``, per backend."""
     from sana_wm.ops.gdn import cam_bidirectional, gdn_bidirectional
+    from sana_wm.ops.glu_conv import silu_dwconv_glu
+    from sana_wm.ops.norm_gate import layer_norm_modulate, silu_gate_sum
     from sana_wm.ops.qk_prep import qk_prep
+    from sana_wm.ops.short_conv import bidirectional_short_conv
     from sana_wm.ops.ucpe import ucpe_encode
 
     def call(backend: str) -> Callable[[], Output]:
+        x = inputs
+        if name == "short_conv":
+            return lambda: bidirectional_short_conv(x["k"], x["conv_weight"], backend=backend)
+        if name == "layer_norm_modulate":
+            return lambda: layer_norm_modulate(
+                x["x"], x["shift"], x["scale"], eps=1e-6, out_dtype=torch.bfloat16, backend=backend
+            )
+        if name == "silu_gate_sum":
+            return lambda: silu_gate_sum(x["a"], x["b"], x["g"], backend=backend)
+        if name == "silu_dwconv_glu":
+            return lambda: silu_dwconv_glu(x["u"], x["dw_weight"], x["dw_bias"], backend=backend)
         if name == "gdn_bidirectional":
             return lambda: gdn_bidirectional(**inputs, eps=1e-8, backend=backend)
         if name == "cam_bidirectional":
@@ -228,11 +275,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     ops = ("gdn_bidirectional", "cam_bidirectional", "ucpe_encode", "ucpe_encode_bf16")
     ops += ("qk_prep", "qk_prep_norope")
+    block_ops = ("short_conv", "layer_norm_modulate", "silu_gate_sum", "silu_dwconv_glu")
     for frames in args.frames:
         gdn = gdn_inputs(sizes, frames, device, args.seed)
         ucpe = ucpe_inputs(sizes, frames, device, args.seed + 1)
         qk = qk_prep_inputs(sizes, frames, device, args.seed + 2)
-        for name in ops:
+        for name in ops + block_ops:
+            if name == block_ops[0]:  # the GDN inputs are done with: make room for these
+                del gdn, ucpe, qk
+                gdn = ucpe = qk = block_inputs(sizes, frames, device, args.seed + 3)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
             inputs = ucpe if name.startswith("ucpe") else qk if name.startswith("qk_prep") else gdn
             calls = op_calls(name, inputs, sizes)
             row: dict[str, Any] = {"op": name, "frames": frames}

@@ -259,7 +259,7 @@ class GDNCameraAttention(DualBranchAttention):
         q_cam, k_cam, v_cam = self._heads(q_cam), self._heads(k_cam), self._heads(self.v_proj_cam(a_BMD))
         cam_BMD = torch.empty_like(a_BMD)
         for hs in ctx.head_groups(self.heads):
-            key_norm_BNM = torch.linalg.vector_norm(k_cam[:, hs].float(), dim=-1).clamp_min(
+            key_norm_BNM = torch.linalg.vector_norm(k_cam[:, hs], dim=-1, dtype=torch.float32).clamp_min(
                 TRANSFORM_NORM_EPS
             )
             q_ray, k_ray, v_ray = _to_ray_space(
@@ -336,13 +336,22 @@ class CrossAttention(nn.Module):
         self.q_norm = RMSNorm(dim, CROSS_NORM_EPS)
         self.k_norm = RMSNorm(dim, CROSS_NORM_EPS)
 
-    def forward(self, x_BMD: Tensor, text_BLD: Tensor, keep_BL: Tensor) -> Tensor:
+    def forward(self, x_BMD: Tensor, text_BLD: Tensor, keep_BL: Tensor, backend: Backend = "torch") -> Tensor:
         dim = x_BMD.shape[-1]
 
         def split(t: Tensor) -> Tensor:
             return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, N, M or L, E)
 
-        q = split(self.q_norm(self.q_linear(x_BMD)))
+        q, _ = qk_prep(
+            self.q_linear(x_BMD),
+            self.q_norm.weight,
+            eps=self.q_norm.eps,
+            relu=False,
+            scale=1.0,
+            heads=self.heads,
+            backend=backend,
+        )  # the q RMSNorm in one pass
+        q = split(q)
         k, v = self.kv_linear(text_BLD).unflatten(-1, (2, dim)).unbind(-2)
         out = F.scaled_dot_product_attention(
             q, split(self.k_norm(k)), split(v), attn_mask=keep_BL[:, None, None, :]

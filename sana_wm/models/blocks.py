@@ -75,7 +75,7 @@ class SanaWMBlock(nn.Module):
         del a_BMD
         if self.plucker_proj is not None:
             x_BMD = _add(x_BMD, self.plucker_proj(plucker_BMD))
-        x_BMD = _add(x_BMD, self.cross_attn(x_BMD.to(dtype), text_BLD, keep_BL))
+        x_BMD = _add(x_BMD, self.cross_attn(x_BMD.to(dtype), text_BLD, keep_BL, ctx.backend))
         m_BMD = layer_norm_modulate(
             x_BMD, shift_mlp, scale_mlp, eps=LN_EPS, out_dtype=dtype, backend=ctx.backend
         )

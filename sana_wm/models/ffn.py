@@ -59,8 +59,9 @@ class GLUMBConvTemp(nn.Module):
         for start in range(0, num_frames, step):
             y_BTSD[:, start : start + step] = self._per_frame(x_BTSD[:, start : start + step], grid, backend)
         out_BTSD = torch.empty_like(y_BTSD)
+        weight_KDD = self.t_conv.weight[..., 0].permute(2, 0, 1).contiguous()  # (k, D_out, D_in)
         for start in range(0, num_frames, step):
-            out_BTSD[:, start : start + step] = self._temporal(y_BTSD, start, min(start + step, num_frames))
+            self._temporal(y_BTSD, weight_KDD, out_BTSD, start, min(start + step, num_frames))
         return out_BTSD.flatten(1, 2)
 
     def _per_frame(self, x_BFSD: Tensor, grid: tuple[int, int, int], backend: Backend) -> Tensor:
@@ -71,18 +72,23 @@ class GLUMBConvTemp(nn.Module):
         u_XhwG = F.linear(x_BFSD, inverted.weight.flatten(1), inverted.bias).reshape(
             batch * frames, height, width, -1
         )
-        glu_XhwH = silu_dwconv_glu(u_XhwG, depth.weight, depth.bias, backend=backend)
+        glu_XhwH = silu_dwconv_glu(u_XhwG, depth.weight, depth.bias, overwrite_input=True, backend=backend)
         y_XhwD = F.linear(glu_XhwH, point.weight.flatten(1))
         return y_XhwD.reshape(batch, frames, height * width, dim)
 
-    def _temporal(self, y_BTSD: Tensor, start: int, stop: int) -> Tensor:
-        """``y + Conv_{(k,1)}(y)`` for output frames ``[start, stop)``, as one linear over the ``k`` shifted
-        copies concatenated along channels (zero frames beyond both ends)."""
+    @staticmethod
+    def _temporal(y_BTSD: Tensor, weight_KDD: Tensor, out_BTSD: Tensor, start: int, stop: int) -> None:
+        """Write ``y + Conv_{(k,1)}(y)`` of frames ``[start, stop)`` into ``out`` (zero frames beyond both
+        ends): each tap is a matmul accumulated in place, per batch row (no shifted or padded copies)."""
         num_frames = y_BTSD.shape[1]
-        taps = self.t_conv.weight.shape[2]
+        taps = weight_KDD.shape[0]
         half = taps // 2
-        lo, hi = max(0, start - half), min(num_frames, stop + half)
-        window = F.pad(y_BTSD[:, lo:hi], (0, 0, 0, 0, lo - (start - half), (stop + half) - hi))
-        shifted = torch.cat([window[:, j : j + stop - start] for j in range(taps)], dim=-1)
-        weight_D_KD = self.t_conv.weight[..., 0].permute(0, 2, 1).flatten(1)  # (D_out, k·D_in)
-        return y_BTSD[:, start:stop] + F.linear(shifted, weight_D_KD)
+        out_BFSD = out_BTSD[:, start:stop]
+        out_BFSD.copy_(y_BTSD[:, start:stop])
+        for j in range(taps):
+            lo, hi = max(start, half - j), min(stop, num_frames + half - j)  # outputs whose source exists
+            if lo >= hi:
+                continue
+            for b in range(y_BTSD.shape[0]):
+                source = y_BTSD[b, lo + j - half : hi + j - half].flatten(0, 1)
+                out_BFSD[b, lo - start : hi - start].flatten(0, 1).addmm_(source, weight_KDD[j].t())

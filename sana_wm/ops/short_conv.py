@@ -27,15 +27,24 @@ def _causal_conv_BTSC(x_BTSC: torch.Tensor, weight_CK: torch.Tensor) -> torch.Te
     return sum(weight_CK[:, j] * padded[:, j : j + num_frames] for j in range(taps))
 
 
+def _symmetric(weight_CK: torch.Tensor) -> torch.Tensor:
+    """The ``2K−1`` taps ``[w0 … w_{K−1} … w0]`` of the bidirectional filter, oldest frame first."""
+    return torch.cat([weight_CK, weight_CK[:, :-1].flip(-1)], dim=-1)
+
+
 def bidirectional_short_conv(
     x_BTSC: torch.Tensor, weight_CK: torch.Tensor, *, backend: Backend = "torch"
 ) -> torch.Tensor:
     """Filter ``x_BTSC`` along T with the bidirectional version of the causal kernel ``weight_CK``.
 
-    Computed in fp32, returned in ``x_BTSC.dtype``. ``"triton"`` runs the ``"torch"`` code (no kernel of its
-    own).
+    Computed in fp32, returned in ``x_BTSC.dtype``. ``"triton"``: one pass over ``x``
+    (``triton_short_conv.py``).
     """
     check_backend(backend)
+    if backend == "triton":
+        from sana_wm.ops.triton_short_conv import short_conv_triton
+
+        return short_conv_triton(x_BTSC, _symmetric(weight_CK.float()))
     x = x_BTSC.float()
     weight = weight_CK.float()
     if backend == "reference":
@@ -44,7 +53,7 @@ def bidirectional_short_conv(
         y = forward + backward - weight[:, -1] * x
     else:
         taps = weight.shape[-1]
-        symmetric_CJ = torch.cat([weight, weight[:, :-1].flip(-1)], dim=-1)
+        symmetric_CJ = _symmetric(weight)
         padded = F.pad(x, (0, 0, 0, 0, taps - 1, taps - 1))
         num_frames = x.shape[1]
         y = sum(symmetric_CJ[:, j] * padded[:, j : j + num_frames] for j in range(2 * taps - 1))

@@ -1,8 +1,8 @@
-"""Triton kernel of :func:`sana_wm.ops.glu_conv.silu_dwconv_glu` (forward only).
+"""Triton kernel of :func:`sana_wm.ops.glu_conv.silu_dwconv_glu` after its SiLU pass (forward only).
 
 Grid: (pixel blocks of ``BLOCK_P`` over all ``X·h·w`` pixels, channel blocks of ``BLOCK_C`` over the ``H``
-value channels). A program sums the nine taps for its value channels ``c`` and gate channels ``c + H`` with
-fp32 accumulators, masks neighbours outside the frame (zero padding applies to ``SiLU(u)``, and SiLU(0) = 0),
+value channels). A program sums the nine taps of the activated input ``s = SiLU(u)`` for its value channels
+``c`` and gate channels ``c + H`` with fp32 accumulators, masks neighbours outside the frame (zero padding),
 adds the biases and stores ``value·SiLU(gate)``. ``u`` is made contiguous channels-last ``(X, h, w, G)``;
 launches cover whole frames and under 2**31 elements each, so int32 offsets suffice.
 """
@@ -16,8 +16,8 @@ from torch import Tensor
 
 
 @triton.jit
-def _silu_dwconv_glu_kernel(
-    u_ptr,
+def _dwconv_glu_kernel(
+    s_ptr,
     w_ptr,
     b_ptr,
     out_ptr,
@@ -50,12 +50,12 @@ def _silu_dwconv_glu_kernel(
         ok = pix_ok & (r >= 0) & (r < height) & (c >= 0) & (c < width)
         src = (frame * per_frame + r * width + c) * channels
         mask = ok[:, None] & chan_ok[None, :]
-        u_v = tl.load(u_ptr + src[:, None] + chan[None, :], mask=mask, other=0.0).to(tl.float32)
-        u_g = tl.load(u_ptr + src[:, None] + (chan[None, :] + hidden), mask=mask, other=0.0).to(tl.float32)
+        s_v = tl.load(s_ptr + src[:, None] + chan[None, :], mask=mask, other=0.0).to(tl.float32)
+        s_g = tl.load(s_ptr + src[:, None] + (chan[None, :] + hidden), mask=mask, other=0.0).to(tl.float32)
         w_v = tl.load(w_ptr + chan * 9 + tap, mask=chan_ok, other=0.0).to(tl.float32)
         w_g = tl.load(w_ptr + (chan + hidden) * 9 + tap, mask=chan_ok, other=0.0).to(tl.float32)
-        acc_v += u_v / (1.0 + tl.exp(-u_v)) * w_v[None, :]
-        acc_g += u_g / (1.0 + tl.exp(-u_g)) * w_g[None, :]
+        acc_v += s_v * w_v[None, :]
+        acc_g += s_g * w_g[None, :]
     acc_v += tl.load(b_ptr + chan, mask=chan_ok, other=0.0).to(tl.float32)[None, :]
     acc_g += tl.load(b_ptr + chan + hidden, mask=chan_ok, other=0.0).to(tl.float32)[None, :]
     out = acc_v * acc_g / (1.0 + tl.exp(-acc_g))  # SiLU written out: tl.sigmoid is a jit helper
@@ -63,11 +63,11 @@ def _silu_dwconv_glu_kernel(
     tl.store(out_ptr + dst, out.to(out_ptr.dtype.element_ty), mask=pix_ok[:, None] & chan_ok[None, :])
 
 
-def silu_dwconv_glu_triton(u_XhwG: Tensor, weight_G133: Tensor, bias_G: Tensor) -> Tensor:
-    """See :func:`sana_wm.ops.glu_conv.silu_dwconv_glu`."""
-    frames, height, width, channels = u_XhwG.shape
+def dwconv_glu_triton(s_XhwG: Tensor, weight_G133: Tensor, bias_G: Tensor) -> Tensor:
+    """:func:`sana_wm.ops.glu_conv.silu_dwconv_glu` given ``s = SiLU(u)``."""
+    frames, height, width, channels = s_XhwG.shape
     hidden = channels // 2
-    u = u_XhwG.contiguous()
+    u = s_XhwG.contiguous()
     out = torch.empty(frames, height, width, hidden, device=u.device, dtype=u.dtype)
     # Offsets are int32 inside the kernel: launch on slices of whole frames of under 2**31 elements each.
     per_launch = max(1, (2**31 - 1) // (height * width * channels))
@@ -76,7 +76,7 @@ def silu_dwconv_glu_triton(u_XhwG: Tensor, weight_G133: Tensor, bias_G: Tensor) 
         u_part, out_part = u[start : start + per_launch], out[start : start + per_launch]
         num_pixels = u_part.shape[0] * height * width
         grid = (triton.cdiv(num_pixels, block_p), triton.cdiv(hidden, block_c))
-        _silu_dwconv_glu_kernel[grid](
+        _dwconv_glu_kernel[grid](
             u_part,
             weight_G133.reshape(channels, 9).contiguous(),
             bias_G.contiguous(),

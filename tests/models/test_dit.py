@@ -137,17 +137,22 @@ def test_memory_plans_equal_one_shot_forward_and_gradients(plan: MemoryPlan) -> 
 
 
 def test_ffn_temporal_part_equals_the_checkpoint_conv() -> None:
-    """The channels-last linear over shifted frames equals the stored (k, 1) Conv2d, frame-chunked or not."""
+    """The per-tap matmuls over frames equal the stored (k, 1) Conv2d, frame-chunked or not, for 3 and 5 taps
+    (5 taps on 2-frame chunks: taps reaching past both ends of the clip)."""
     from sana_wm.models.ffn import GLUMBConvTemp
 
     torch.manual_seed(0)
-    ffn = GLUMBConvTemp(8, 12, 3)
-    y_BTSD = torch.randn(2, 5, 6, 8)
-    conv = ffn.t_conv(y_BTSD.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-    for start, stop in ((0, 5), (0, 2), (2, 4), (4, 5)):
-        got = ffn._temporal(y_BTSD, start, stop)
-        want = y_BTSD[:, start:stop] + conv[:, start:stop]
-        assert (got - want).abs().max() < 1e-5, (start, stop)
+    for taps in (3, 5):
+        ffn = GLUMBConvTemp(8, 12, taps)
+        y_BTSD = torch.randn(2, 5, 6, 8)
+        conv = ffn.t_conv(y_BTSD.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        weight_KDD = ffn.t_conv.weight[..., 0].permute(2, 0, 1).contiguous()
+        for start, stop in ((0, 5), (0, 2), (2, 4), (4, 5), (1, 2)):
+            got = torch.full_like(y_BTSD, float("nan"))
+            ffn._temporal(y_BTSD, weight_KDD, got, start, stop)
+            want = y_BTSD[:, start:stop] + conv[:, start:stop]
+            assert (got[:, start:stop] - want).abs().max() < 1e-5, (taps, start, stop)
+            assert got[:, :start].isnan().all() and got[:, stop:].isnan().all()
 
 
 def test_memory_plan_rejects_bad_values() -> None:

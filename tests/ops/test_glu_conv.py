@@ -65,3 +65,22 @@ def test_ffn_with_triton_backend_matches_torch(triton_interpreter: None) -> None
     want = ffn(x, (4, 3, 5), None, "torch")
     got = ffn(x, (4, 3, 5), 3, "triton")
     assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_overwrite_input_stores_silu_in_u_only_without_autograd(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "triton":
+        request.getfixturevalue("triton_interpreter")
+    u, weight, bias = _inputs(7)
+    want = silu_dwconv_glu(u, weight, bias, backend=backend)
+    given = u.clone()
+    with torch.no_grad():
+        got = silu_dwconv_glu(given, weight, bias, overwrite_input=True, backend=backend)
+    assert torch.equal(got, want) and torch.equal(given, F.silu(u))
+    if backend == "torch":  # under autograd the input is left alone and gradients flow
+        leaf = u.clone().requires_grad_()
+        tracked = leaf * 1.0
+        silu_dwconv_glu(tracked, weight, bias, overwrite_input=True).sum().backward()
+        assert torch.equal(tracked, u) and leaf.grad is not None

@@ -23,7 +23,7 @@ def _modulate_inputs(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 
 
 def _per_token(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """The formula token by token in fp64: LN over D, then ``·(1 + scale_t) + shift_t`` of the token's frame."""
+    """Token by token in fp64: LN over D, then ``·(1 + scale_t) + shift_t`` of the token's frame."""
     out = torch.empty_like(x)
     for b in range(BATCH):
         for m in range(FRAMES * PER_FRAME):
