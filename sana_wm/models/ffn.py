@@ -69,7 +69,9 @@ class GLUMBConvTemp(nn.Module):
         batch, frames, _, dim = x_BFSD.shape
         _, height, width = grid
         inverted, depth, point = self.inverted_conv.conv, self.depth_conv.conv, self.point_conv.conv
-        u_XhwG = F.linear(x_BFSD, inverted.weight.flatten(1), inverted.bias).reshape(
+        # A frame slice of a batch is not contiguous: without the copy the bias would be a separate pass over
+        # the G-wide output (about 1 ms per 16-frame chunk on an H100) instead of the matmul's epilogue.
+        u_XhwG = F.linear(x_BFSD.contiguous(), inverted.weight.flatten(1), inverted.bias).reshape(
             batch * frames, height, width, -1
         )
         glu_XhwH = silu_dwconv_glu(u_XhwG, depth.weight, depth.bias, overwrite_input=True, backend=backend)

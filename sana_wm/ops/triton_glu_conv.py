@@ -14,6 +14,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+# Launch shape: pixels × value channels per program, warps (benchmarks/attention_head_dim.py times others).
+BLOCK_P, BLOCK_C, WARPS = 32, 64, 4
+
 
 @triton.jit
 def _dwconv_glu_kernel(
@@ -71,7 +74,7 @@ def dwconv_glu_triton(s_XhwG: Tensor, weight_G133: Tensor, bias_G: Tensor) -> Te
     out = torch.empty(frames, height, width, hidden, device=u.device, dtype=u.dtype)
     # Offsets are int32 inside the kernel: launch on slices of whole frames of under 2**31 elements each.
     per_launch = max(1, (2**31 - 1) // (height * width * channels))
-    block_p, block_c = 32, 64
+    block_p, block_c = BLOCK_P, BLOCK_C
     for start in range(0, frames, per_launch):
         u_part, out_part = u[start : start + per_launch], out[start : start + per_launch]
         num_pixels = u_part.shape[0] * height * width
@@ -87,5 +90,6 @@ def dwconv_glu_triton(s_XhwG: Tensor, weight_G133: Tensor, bias_G: Tensor) -> Te
             hidden,
             BLOCK_P=block_p,
             BLOCK_C=block_c,
+            num_warps=WARPS,
         )
     return out
