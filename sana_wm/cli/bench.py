@@ -15,7 +15,6 @@ from sana_wm.offload import OFFLOAD_MODES
 from sana_wm.ops import BACKENDS
 
 log = logging.getLogger("sana_wm")
-MEMORY_PLANS = ("none", "lean", "lean-serial")  # sana_wm.models.MemoryPlan.named
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,10 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--memory",
-        choices=MEMORY_PLANS,
         default="none",
         help="our activation-memory plan: none (all at once), lean (5 heads / 16 frames at a time), "
-        "lean-serial (lean, and the CFG rows one after the other)",
+        "lean-serial (lean, and the CFG rows one after the other), or H,F[,R] (heads and FFN frames at a "
+        "time, batch rows per pass)",
     )
     p.add_argument(
         "--fp32-reference",

@@ -77,15 +77,21 @@ class MemoryPlan:
 
     @classmethod
     def named(cls, name: str) -> MemoryPlan | None:
-        """``"none"`` (None: everything at once), ``"lean"`` (:meth:`lean`) or ``"lean-serial"`` (lean, and
-        the batch rows, e.g. the two CFG rows, one after the other)."""
+        """``"none"`` (None: everything at once), ``"lean"`` (:meth:`lean`), ``"lean-serial"`` (lean, and
+        the batch rows, e.g. the two CFG rows, one after the other), or numbers ``"H,F"`` / ``"H,F,R"``: heads
+        per chunk, FFN frames per chunk and batch rows per pass."""
         if name == "none":
             return None
         if name == "lean":
             return cls.lean()
         if name == "lean-serial":
             return dataclasses.replace(cls.lean(), samples_per_pass=1)
-        raise InputError(f"memory plan: {name!r} is not one of none, lean, lean-serial")
+        parts = name.split(",")
+        if len(parts) in (2, 3) and all(part.strip().isdigit() for part in parts):
+            return cls(*(int(part) for part in parts))
+        raise InputError(
+            f"memory plan: {name!r} is not one of none, lean, lean-serial or numbers 'heads,frames[,rows]'"
+        )
 
 
 class SanaWMTransformer(nn.Module):

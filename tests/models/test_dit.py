@@ -166,5 +166,12 @@ def test_named_memory_plans() -> None:
     assert MemoryPlan.named("lean-serial") == MemoryPlan(
         heads_per_chunk=5, ffn_frames_per_chunk=16, samples_per_pass=1
     )
+    assert MemoryPlan.named("10,32") == MemoryPlan(heads_per_chunk=10, ffn_frames_per_chunk=32)
+    assert MemoryPlan.named("4, 8, 1") == MemoryPlan(4, 8, 1)
     with pytest.raises(InputError, match="memory plan: 'tiny'"):
         MemoryPlan.named("tiny")
+    for bad in ("1,2,3,4", "5", "a,b"):
+        with pytest.raises(InputError, match="memory plan"):
+            MemoryPlan.named(bad)
+    with pytest.raises(InputError, match="memory.heads_per_chunk"):
+        MemoryPlan.named("0,16")
