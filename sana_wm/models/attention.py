@@ -97,14 +97,19 @@ _CUDNN_FIRST = [
 
 
 class RMSNorm(nn.Module):
-    """RMS normalisation over the last dim with a learned weight (diffusers 0.42.1 dtype behaviour)."""
+    """RMS normalisation over the last dim with a learned weight (diffusers 0.42.1 dtype behaviour; with
+    ``fp32=True`` everything in fp32 whatever the weight's dtype)."""
 
-    def __init__(self, dim: int, eps: float) -> None:
+    def __init__(self, dim: int, eps: float, fp32: bool = False) -> None:
         super().__init__()
         self.eps = eps
+        self.fp32 = fp32
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.fp32:
+            x = x.float()
+            return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps) * self.weight.float()
         normed = x * torch.rsqrt(x.float().square().mean(-1, keepdim=True) + self.eps)
         if self.weight.dtype in (torch.float16, torch.bfloat16):
             normed = normed.to(self.weight.dtype)

@@ -20,7 +20,6 @@ over that frame's tokens. One block:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sana_wm.models.attention import (
@@ -30,6 +29,7 @@ from sana_wm.models.attention import (
     SoftmaxCameraAttention,
 )
 from sana_wm.models.config import SanaWMConfig
+from sana_wm.models.embeddings import Fp32Linear
 from sana_wm.models.ffn import GLUMBConvTemp
 from sana_wm.ops.norm_gate import layer_norm_modulate
 
@@ -104,7 +104,7 @@ class FinalLayer(nn.Module):
     def __init__(self, hidden_size: int, out_channels: int) -> None:
         super().__init__()
         self.scale_shift_table = nn.Parameter(torch.zeros(2, hidden_size))
-        self.linear = nn.Linear(hidden_size, out_channels)
+        self.linear = Fp32Linear(hidden_size, out_channels)
 
     def forward(self, x_BMD: Tensor, t_BTD: Tensor) -> Tensor:
         """In fp32 whatever the weights' dtype (the output is the velocity the sampler integrates)."""
@@ -112,4 +112,4 @@ class FinalLayer(nn.Module):
             2
         )  # each (B, T, D)
         x_BMD = layer_norm_modulate(x_BMD, shift, scale, eps=LN_EPS, out_dtype=torch.float32)
-        return F.linear(x_BMD, self.linear.weight.float(), self.linear.bias.float())
+        return self.linear(x_BMD)

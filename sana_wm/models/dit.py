@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from sana_wm.errors import InputError
@@ -39,7 +38,7 @@ from sana_wm.models.attention import BlockContext, DualBranchAttention, RMSNorm,
 from sana_wm.models.blocks import FinalLayer, SanaWMBlock
 from sana_wm.models.camera_embed import ray_transforms
 from sana_wm.models.config import SanaWMConfig
-from sana_wm.models.embeddings import CaptionEmbedder, PatchEmbed3d, TimestepEmbedder
+from sana_wm.models.embeddings import CaptionEmbedder, Fp32Linear, PatchEmbed3d, TimestepEmbedder
 from sana_wm.ops import Backend, check_backend
 from sana_wm.ops.rope import rope_tables
 
@@ -107,8 +106,8 @@ class SanaWMTransformer(nn.Module):
         self.gradient_checkpointing = False
         dim = config.hidden_size
         self.t_embedder = TimestepEmbedder(dim)
-        self.attention_y_norm = RMSNorm(dim, Y_NORM_EPS)
-        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        self.attention_y_norm = RMSNorm(dim, Y_NORM_EPS, fp32=True)
+        self.t_block = nn.Sequential(nn.SiLU(), Fp32Linear(dim, 6 * dim))
         self.x_embedder = PatchEmbed3d(config.in_channels, dim)
         self.y_embedder = CaptionEmbedder(config.caption_channels, dim)
         self.plucker_embedder = PatchEmbed3d(config.plucker_channels, dim)
@@ -169,14 +168,13 @@ class SanaWMTransformer(nn.Module):
         batch, _, num_frames, height, width = latents.shape
         grid = (num_frames, height, width)
 
-        x = _in_fp32(self.x_embedder, latents)  # (B, M, D): the fp32 residual stream
-        plucker = _in_fp32(self.plucker_embedder, chunk_plucker).to(dtype)  # (B, M, D)
-        t = _in_fp32(self.t_embedder, timestep.to(torch.int64).flatten())  # (B·T, D); int64 floors t >= 0
-        t0 = (
-            _in_fp32(self.t_block, t).unflatten(0, (batch, num_frames)).unflatten(-1, (6, -1))
-        )  # (B, T, 6, D)
+        # The modules outside the blocks compute in fp32 (Fp32Linear, RMSNorm(fp32=True)).
+        x = self.x_embedder(latents)  # (B, M, D): the fp32 residual stream
+        plucker = self.plucker_embedder(chunk_plucker).to(dtype)  # (B, M, D)
+        t = self.t_embedder(timestep.to(torch.int64).flatten())  # (B·T, D); int64 floors t >= 0
+        t0 = self.t_block(t).unflatten(0, (batch, num_frames)).unflatten(-1, (6, -1))  # (B, T, 6, D)
         t = t.unflatten(0, (batch, num_frames))  # (B, T, D)
-        y = _in_fp32(self.attention_y_norm, _in_fp32(self.y_embedder, text)).to(dtype)  # (B, L, D)
+        y = self.attention_y_norm(self.y_embedder(text)).to(dtype)  # (B, L, D)
         keep = text_mask != 0  # (B, L) bool
 
         cos, sin = rope_tables(*grid, self.config.head_dim, device=latents.device)  # (M, P) each
@@ -259,13 +257,6 @@ class SanaWMTransformer(nn.Module):
             block.scale_shift_table.copy_(torch.randn_like(block.scale_shift_table) * scale)
             _init_attention(block.attn)
         self.final_layer.scale_shift_table.copy_(torch.randn_like(self.final_layer.scale_shift_table) * scale)
-
-
-def _in_fp32(module: nn.Module, *inputs: Tensor) -> Tensor:
-    """``module(*inputs)`` computed in fp32: its parameters upcast for this call, floating inputs too."""
-    params = {name: p.float() for name, p in module.named_parameters()}
-    args = tuple(x.float() if x.is_floating_point() else x for x in inputs)
-    return functional_call(module, params, args)
 
 
 def _init_attention(attn: DualBranchAttention) -> None:

@@ -15,8 +15,18 @@ from torch import Tensor, nn
 TIMESTEP_CHANNELS = 256
 
 
+class Fp32Linear(nn.Linear):
+    """A linear layer that computes in fp32 whatever its weights' dtype (weights upcast for the call): for the
+    small modules outside the blocks, where bf16 rounding costs accuracy and fp32 costs nothing measurable.
+    Same parameters and checkpoint keys as ``nn.Linear``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        bias = None if self.bias is None else self.bias.float()
+        return F.linear(x.float(), self.weight.float(), bias)
+
+
 class PatchEmbed3d(nn.Module):
-    """Per-token linear map of a ``(B, C, T, h, w)`` map to ``(B, M, D)`` tokens (patch size 1×1×1).
+    """Per-token linear map of a ``(B, C, T, h, w)`` map to ``(B, M, D)`` fp32 tokens (patch size 1×1×1).
 
     The weight keeps the checkpoint's ``Conv3d`` layout ``(D, C, 1, 1, 1)`` under the key ``proj``.
     """
@@ -26,8 +36,8 @@ class PatchEmbed3d(nn.Module):
         self.proj = nn.Conv3d(in_channels, hidden_size, kernel_size=1)
 
     def forward(self, x_BCThw: Tensor) -> Tensor:
-        tokens_BMC = x_BCThw.permute(0, 2, 3, 4, 1).flatten(1, 3)
-        return F.linear(tokens_BMC, self.proj.weight.flatten(1), self.proj.bias)
+        tokens_BMC = x_BCThw.permute(0, 2, 3, 4, 1).flatten(1, 3).float()
+        return F.linear(tokens_BMC, self.proj.weight.flatten(1).float(), self.proj.bias.float())
 
 
 def timestep_sinusoid(t_X: Tensor, channels: int = TIMESTEP_CHANNELS, max_period: float = 10000.0) -> Tensor:
@@ -41,30 +51,29 @@ def timestep_sinusoid(t_X: Tensor, channels: int = TIMESTEP_CHANNELS, max_period
 
 
 class TimestepEmbedder(nn.Module):
-    """``Linear(256 → D) → SiLU → Linear(D → D)`` on the sinusoid of (already floored) timesteps."""
+    """``Linear(256 → D) → SiLU → Linear(D → D)`` on the sinusoid of (already floored) timesteps, in fp32."""
 
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
-        self.linear_1 = nn.Linear(TIMESTEP_CHANNELS, hidden_size)
-        self.linear_2 = nn.Linear(hidden_size, hidden_size)
+        self.linear_1 = Fp32Linear(TIMESTEP_CHANNELS, hidden_size)
+        self.linear_2 = Fp32Linear(hidden_size, hidden_size)
 
     def forward(self, t_X: Tensor) -> Tensor:
-        emb = timestep_sinusoid(t_X).to(self.linear_1.weight.dtype)
-        return self.linear_2(F.silu(self.linear_1(emb)))
+        return self.linear_2(F.silu(self.linear_1(timestep_sinusoid(t_X))))
 
 
 class _Mlp(nn.Module):
     def __init__(self, in_features: int, hidden_size: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_size)
-        self.fc2 = nn.Linear(hidden_size, hidden_size)
+        self.fc1 = Fp32Linear(in_features, hidden_size)
+        self.fc2 = Fp32Linear(hidden_size, hidden_size)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
 class CaptionEmbedder(nn.Module):
-    """Text features ``(B, L, K)`` → ``(B, L, D)``: ``fc1 → GELU(tanh) → fc2`` (keys ``y_proj.fc1/fc2``)."""
+    """Text features ``(B, L, K)`` → ``(B, L, D)`` in fp32: ``fc1 → GELU(tanh) → fc2`` (``y_proj``)."""
 
     def __init__(self, caption_channels: int, hidden_size: int) -> None:
         super().__init__()
