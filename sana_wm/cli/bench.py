@@ -11,7 +11,7 @@ import logging
 import shlex
 import sys
 
-from sana_wm.offload import OFFLOAD_MODES
+from sana_wm.offload import OFFLOAD_MODES, prefer_expandable_segments
 from sana_wm.ops import BACKENDS
 
 log = logging.getLogger("sana_wm")
@@ -74,6 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.offload != "none":
+        prefer_expandable_segments()  # before anything touches CUDA
     from sana_wm.bench import bench_settings, run_bench
     from sana_wm.bench.report import markdown, write_report
     from sana_wm.models import MemoryPlan

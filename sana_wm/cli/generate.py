@@ -25,7 +25,7 @@ from sana_wm.cli._args import add_camera_path_args, flag
 from sana_wm.cli.trajectory import camera_path
 from sana_wm.demo import HUD_KEY_LABELS
 from sana_wm.errors import InputError
-from sana_wm.offload import OFFLOAD_MODES
+from sana_wm.offload import OFFLOAD_MODES, prefer_expandable_segments
 from sana_wm.pipeline import DEFAULT_FLOW_SHIFT, DTYPES, SAMPLERS, check_settings, resolve_device
 from sana_wm.utils.atomic import atomic_output
 from sana_wm.utils.image import MODEL_HEIGHT, MODEL_WIDTH, load_image
@@ -207,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
     if quiet:
         _silence_library_progress()
     started = time.perf_counter()
+    if args.offload != "none":
+        prefer_expandable_segments()  # before anything touches CUDA
     demo = _use_demo_model(args)
     inputs = _check_inputs(args, demo)
     refine = not args.no_refiner

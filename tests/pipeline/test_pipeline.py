@@ -7,6 +7,7 @@ diffusers runs its softmax attentions with bf16 q/k/v even in an fp32 model, whi
 from __future__ import annotations
 
 import copy
+import os
 from unittest import mock
 
 import numpy as np
@@ -199,3 +200,15 @@ def test_load_pipeline_from_disk_gives_the_same_video(tiny, tiny_dirs) -> None:
     want = make_pipeline(tiny)(tiny.image, PROMPT, **kwargs)
     assert torch.equal(got.latents, want.latents)
     assert np.array_equal(got.frames.numpy(), want.frames.numpy())
+
+
+def test_prefer_expandable_segments_respects_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sana_wm.offload import ALLOC_CONF, prefer_expandable_segments
+
+    monkeypatch.setenv(ALLOC_CONF, "max_split_size_mb:64")
+    assert not prefer_expandable_segments()
+    assert os.environ[ALLOC_CONF] == "max_split_size_mb:64"
+    monkeypatch.delenv(ALLOC_CONF)
+    assert prefer_expandable_segments() is not torch.cuda.is_initialized()
+    if not torch.cuda.is_initialized():
+        assert os.environ[ALLOC_CONF] == "expandable_segments:True"
