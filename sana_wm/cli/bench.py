@@ -74,8 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.offload != "none":
-        prefer_expandable_segments()  # before anything touches CUDA
+    prefer_expandable_segments(args.offload)  # before anything touches CUDA
     from sana_wm.bench import bench_settings, run_bench
     from sana_wm.bench.report import markdown, write_report
     from sana_wm.models import MemoryPlan

@@ -207,8 +207,7 @@ def run(args: argparse.Namespace) -> int:
     if quiet:
         _silence_library_progress()
     started = time.perf_counter()
-    if args.offload != "none":
-        prefer_expandable_segments()  # before anything touches CUDA
+    prefer_expandable_segments(args.offload)  # before anything touches CUDA
     demo = _use_demo_model(args)
     inputs = _check_inputs(args, demo)
     refine = not args.no_refiner

@@ -177,18 +177,33 @@ class DualBranchAttention(nn.Module):
     def _prep(
         self, x_BMD: Tensor, norm: RMSNorm, ctx: BlockContext, *, relu: bool, scale: float, rope: bool
     ) -> tuple[Tensor, Tensor | None]:
-        """``scale·act(norm(x))`` and, with ``rope``, its RoPE rotation, both ``(B, M, D)`` (one fused op)."""
-        return qk_prep(
-            x_BMD,
-            norm.weight,
-            eps=norm.eps,
-            relu=relu,
-            scale=scale,
-            rope_cos_MP=ctx.rope_cos_MP if rope else None,
-            rope_sin_MP=ctx.rope_sin_MP if rope else None,
-            heads=self.heads,
-            backend=ctx.backend,
-        )
+        tables = (ctx.rope_cos_MP, ctx.rope_sin_MP) if rope else None
+        return _prep(x_BMD, norm, self.heads, ctx.backend, relu=relu, scale=scale, rope=tables)
+
+
+def _prep(
+    x_BMD: Tensor,
+    norm: RMSNorm,
+    heads: int,
+    backend: Backend,
+    *,
+    relu: bool = False,
+    scale: float = 1.0,
+    rope: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """``scale·act(norm(x))`` and, given RoPE tables, its rotation, both ``(B, M, D)``: one fused op."""
+    cos_MP, sin_MP = rope if rope is not None else (None, None)
+    return qk_prep(
+        x_BMD,
+        norm.weight,
+        eps=norm.eps,
+        relu=relu,
+        scale=scale,
+        rope_cos_MP=cos_MP,
+        rope_sin_MP=sin_MP,
+        heads=heads,
+        backend=backend,
+    )
 
 
 def _to_ray_space(
@@ -347,15 +362,7 @@ class CrossAttention(nn.Module):
         def split(t: Tensor) -> Tensor:
             return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, N, M or L, E)
 
-        q, _ = qk_prep(
-            self.q_linear(x_BMD),
-            self.q_norm.weight,
-            eps=self.q_norm.eps,
-            relu=False,
-            scale=1.0,
-            heads=self.heads,
-            backend=backend,
-        )  # the q RMSNorm in one pass
+        q, _ = _prep(self.q_linear(x_BMD), self.q_norm, self.heads, backend)
         q = split(q)
         k, v = self.kv_linear(text_BLD).unflatten(-1, (2, dim)).unbind(-2)
         out = F.scaled_dot_product_attention(

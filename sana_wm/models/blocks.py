@@ -108,8 +108,7 @@ class FinalLayer(nn.Module):
 
     def forward(self, x_BMD: Tensor, t_BTD: Tensor) -> Tensor:
         """In fp32 whatever the weights' dtype (the output is the velocity the sampler integrates)."""
-        shift, scale = (self.scale_shift_table.float() + t_BTD.float()[:, :, None]).unbind(
-            2
-        )  # each (B, T, D)
+        table_BT2D = self.scale_shift_table.float() + t_BTD.float()[:, :, None]
+        shift, scale = table_BT2D.unbind(2)  # each (B, T, D)
         x_BMD = layer_norm_modulate(x_BMD, shift, scale, eps=LN_EPS, out_dtype=torch.float32)
         return self.linear(x_BMD)

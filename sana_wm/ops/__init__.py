@@ -23,8 +23,10 @@ See ``sana_wm/ops/README.md`` for the math.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+from collections.abc import Mapping
 from typing import Literal
 
 import torch
@@ -57,3 +59,23 @@ def fastest_backend(device: torch.device) -> Backend:
     """``"triton"`` on CUDA when triton is importable (the fused kernels; the accuracy of ``"torch"``, 2.3×
     faster per step at 321 frames and 1.8× at 961 on an H100), else ``"torch"``."""
     return "triton" if device.type == "cuda" and triton_importable() else "torch"
+
+
+def check_kernel_inputs(named: Mapping[str, torch.Tensor | None], *, interpreted: bool) -> None:
+    """What every Triton wrapper checks before a launch: no input requires grad (the kernels are forward
+    only), then every input is a CUDA tensor unless the Triton interpreter runs the kernels (``interpreted``,
+    which each kernel module reads off its own kernel object). ``None`` entries are skipped."""
+    present = {name: tensor for name, tensor in named.items() if tensor is not None}
+    for name, tensor in present.items():
+        if torch.is_grad_enabled() and tensor.requires_grad:
+            raise InputError(f"{name}: requires grad, but the triton backend is forward-only (use 'torch')")
+    for name, tensor in present.items():
+        if tensor.device.type != "cuda" and not interpreted:
+            where = f"got {tensor.device}; TRITON_INTERPRET=1 for CPU"
+            raise InputError(f"{name}: the triton backend needs CUDA tensors ({where})")
+
+
+def on_device(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Make ``tensor``'s GPU the current one for a Triton launch (which uses the current device); nothing on
+    the CPU (the interpreter)."""
+    return torch.cuda.device(tensor.device) if tensor.device.type == "cuda" else contextlib.nullcontext()

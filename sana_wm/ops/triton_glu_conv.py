@@ -3,7 +3,7 @@
 Grid: (pixel blocks of ``BLOCK_P`` over all ``X·h·w`` pixels, channel blocks of ``BLOCK_C`` over the ``H``
 value channels). A program sums the nine taps of the activated input ``s = SiLU(u)`` for its value channels
 ``c`` and gate channels ``c + H`` with fp32 accumulators, masks neighbours outside the frame (zero padding),
-adds the biases and stores ``value·SiLU(gate)``. ``u`` is made contiguous channels-last ``(X, h, w, G)``;
+adds the biases and stores ``value·SiLU(gate)``. ``s`` is made contiguous channels-last ``(X, h, w, G)``;
 launches cover whole frames and under 2**31 elements each, so int32 offsets suffice.
 """
 
@@ -70,17 +70,16 @@ def dwconv_glu_triton(s_XhwG: Tensor, weight_G133: Tensor, bias_G: Tensor) -> Te
     """:func:`sana_wm.ops.glu_conv.silu_dwconv_glu` given ``s = SiLU(u)``."""
     frames, height, width, channels = s_XhwG.shape
     hidden = channels // 2
-    u = s_XhwG.contiguous()
-    out = torch.empty(frames, height, width, hidden, device=u.device, dtype=u.dtype)
+    s = s_XhwG.contiguous()
+    out = torch.empty(frames, height, width, hidden, device=s.device, dtype=s.dtype)
     # Offsets are int32 inside the kernel: launch on slices of whole frames of under 2**31 elements each.
     per_launch = max(1, (2**31 - 1) // (height * width * channels))
-    block_p, block_c = BLOCK_P, BLOCK_C
     for start in range(0, frames, per_launch):
-        u_part, out_part = u[start : start + per_launch], out[start : start + per_launch]
-        num_pixels = u_part.shape[0] * height * width
-        grid = (triton.cdiv(num_pixels, block_p), triton.cdiv(hidden, block_c))
+        s_part, out_part = s[start : start + per_launch], out[start : start + per_launch]
+        num_pixels = s_part.shape[0] * height * width
+        grid = (triton.cdiv(num_pixels, BLOCK_P), triton.cdiv(hidden, BLOCK_C))
         _dwconv_glu_kernel[grid](
-            u_part,
+            s_part,
             weight_G133.reshape(channels, 9).contiguous(),
             bias_G.contiguous(),
             out_part,
@@ -88,8 +87,8 @@ def dwconv_glu_triton(s_XhwG: Tensor, weight_G133: Tensor, bias_G: Tensor) -> Te
             height,
             width,
             hidden,
-            BLOCK_P=block_p,
-            BLOCK_C=block_c,
+            BLOCK_P=BLOCK_P,
+            BLOCK_C=BLOCK_C,
             num_warps=WARPS,
         )
     return out

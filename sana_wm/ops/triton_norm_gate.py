@@ -12,14 +12,13 @@ Both run under the Triton interpreter on the CPU for the tests (``TRITON_INTERPR
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
 from sana_wm.errors import InputError
+from sana_wm.ops import check_kernel_inputs, on_device
 
 ROW_WARPS = 8
 GATE_BLOCK = 2048
@@ -70,26 +69,13 @@ def _silu_gate_sum_kernel(a_ptr, b_ptr, g_ptr, out_ptr, n, BLOCK: tl.constexpr):
 _INTERPRETED = not isinstance(_silu_gate_sum_kernel, triton.runtime.JITFunction)
 
 
-def _check(named: dict[str, Tensor]) -> None:
-    for name, tensor in named.items():
-        if torch.is_grad_enabled() and tensor.requires_grad:
-            raise InputError(f"{name}: requires grad, but the triton backend is forward-only (use 'torch')")
-        if tensor.device.type != "cuda" and not _INTERPRETED:
-            raise InputError(
-                f"{name}: the triton backend needs CUDA tensors (got {tensor.device}; TRITON_INTERPRET=1 "
-                "for CPU)"
-            )
-
-
-def _on(device: torch.device) -> contextlib.AbstractContextManager:
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-
-
 def layer_norm_modulate_triton(
     x_BMD: Tensor, shift_BTD: Tensor, scale_BTD: Tensor, *, eps: float, out_dtype: torch.dtype
 ) -> Tensor:
     """See :func:`sana_wm.ops.norm_gate.layer_norm_modulate` (which checks the shapes)."""
-    _check({"x_BMD": x_BMD, "shift_BTD": shift_BTD, "scale_BTD": scale_BTD})
+    check_kernel_inputs(
+        {"x_BMD": x_BMD, "shift_BTD": shift_BTD, "scale_BTD": scale_BTD}, interpreted=_INTERPRETED
+    )
     batch, tokens, dim = x_BMD.shape
     if batch > 65535:
         raise InputError(f"x_BMD: batch {batch} is above 65535, the kernel's grid limit")
@@ -98,7 +84,7 @@ def layer_norm_modulate_triton(
     out = torch.empty(batch, tokens, dim, device=x.device, dtype=out_dtype)
     if out.numel() == 0:
         return out
-    with _on(x.device):
+    with on_device(x):
         _layer_norm_modulate_kernel[(tokens, batch)](
             x,
             shift,
@@ -120,12 +106,12 @@ def layer_norm_modulate_triton(
 
 def silu_gate_sum_triton(a: Tensor, b: Tensor, g: Tensor) -> Tensor:
     """See :func:`sana_wm.ops.norm_gate.silu_gate_sum` (which checks the shapes)."""
-    _check({"a": a, "b": b, "g": g})
+    check_kernel_inputs({"a": a, "b": b, "g": g}, interpreted=_INTERPRETED)
     a, b, g = a.contiguous(), b.contiguous(), g.contiguous()
     out = torch.empty_like(a)
     if out.numel() == 0:
         return out
-    with _on(a.device):
+    with on_device(a):
         _silu_gate_sum_kernel[(triton.cdiv(a.numel(), GATE_BLOCK),)](
             a, b, g, out, a.numel(), BLOCK=GATE_BLOCK
         )

@@ -16,14 +16,13 @@ outputs are contiguous ``(B, M, D)``. Row offsets are int64, channel offsets int
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
 from sana_wm.errors import InputError
+from sana_wm.ops import check_kernel_inputs, on_device
 
 WARPS = 8
 
@@ -113,13 +112,7 @@ def qk_prep_triton(
 ) -> tuple[Tensor, Tensor | None]:
     """See :func:`sana_wm.ops.qk_prep.qk_prep` (which checks shapes and devices before calling this)."""
     named = {"x_BMD": x_BMD, "weight_D": weight_D, "rope_cos_MP": cos_MP, "rope_sin_MP": sin_MP}
-    for name, tensor in named.items():
-        if tensor is not None and torch.is_grad_enabled() and tensor.requires_grad:
-            raise InputError(f"{name}: requires grad, but the triton backend is forward-only (use 'torch')")
-    if x_BMD.device.type != "cuda" and not _INTERPRETED:
-        raise InputError(
-            f"x_BMD: the triton backend needs CUDA tensors (got {x_BMD.device}; TRITON_INTERPRET=1 for CPU)"
-        )
+    check_kernel_inputs(named, interpreted=_INTERPRETED)
     batch, tokens, dim = x_BMD.shape
     if batch > 65535:
         raise InputError(f"x_BMD: batch {batch} is above 65535, the kernel's grid limit")
@@ -131,7 +124,7 @@ def qk_prep_triton(
         return y, rot
     cos = cos_MP if cos_MP is not None else y  # unread without RoPE
     sin = sin_MP if sin_MP is not None else y
-    with torch.cuda.device(x_BMD.device) if x_BMD.device.type == "cuda" else contextlib.nullcontext():
+    with on_device(x_BMD):
         _qk_prep_kernel[(tokens, batch)](
             x_BMD,
             weight_D.contiguous(),

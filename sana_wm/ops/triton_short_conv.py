@@ -13,14 +13,13 @@ The eager code it replaces makes ``2K−1`` fp32 multiply-adds over the whole te
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
 from sana_wm.errors import InputError
+from sana_wm.ops import check_kernel_inputs, on_device
 
 BLOCK_S, BLOCK_C = 16, 128
 
@@ -65,13 +64,7 @@ _INTERPRETED = not isinstance(_short_conv_kernel, triton.runtime.JITFunction)
 
 def short_conv_triton(x_BTSC: Tensor, symmetric_CJ: Tensor) -> Tensor:
     """``x`` filtered along T by the ``2K−1``-tap symmetric filter ``symmetric_CJ`` (fp32, per channel)."""
-    for name, tensor in (("x_BTSC", x_BTSC), ("weight_CK", symmetric_CJ)):
-        if torch.is_grad_enabled() and tensor.requires_grad:
-            raise InputError(f"{name}: requires grad, but the triton backend is forward-only (use 'torch')")
-    if x_BTSC.device.type != "cuda" and not _INTERPRETED:
-        raise InputError(
-            f"x_BTSC: the triton backend needs CUDA tensors (got {x_BTSC.device}; TRITON_INTERPRET=1 for CPU)"
-        )
+    check_kernel_inputs({"x_BTSC": x_BTSC, "weight_CK": symmetric_CJ}, interpreted=_INTERPRETED)
     batch, frames, tokens, channels = x_BTSC.shape
     if batch > 65535 or frames > 65535:
         raise InputError(f"x_BTSC: batch {batch} or frames {frames} above 65535, the kernel's grid limit")
@@ -84,7 +77,7 @@ def short_conv_triton(x_BTSC: Tensor, symmetric_CJ: Tensor) -> Tensor:
     weight = symmetric_CJ.float().contiguous()
     taps = (weight.shape[1] + 1) // 2
     grid = (triton.cdiv(tokens, BLOCK_S) * triton.cdiv(channels, BLOCK_C), frames, batch)
-    with torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext():
+    with on_device(x):
         _short_conv_kernel[grid](
             x, weight, out, frames, tokens, channels, x.stride(0), x.stride(1), x.stride(2),
             TAPS=taps, BLOCK_S=BLOCK_S, BLOCK_C=BLOCK_C,

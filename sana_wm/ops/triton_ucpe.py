@@ -19,13 +19,12 @@ strides; the output is written with its own strides (the caller allocates it lik
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
 
 from sana_wm.errors import InputError
+from sana_wm.ops import check_kernel_inputs, on_device
 
 BLOCK_M, WARPS = 8, 2  # H100, 121 frames, 5 heads: 0.76 ms; (16, 4) 1.25 ms; (32, 4) 2.45 ms
 
@@ -154,15 +153,10 @@ def ucpe_encode(
         if tuple(tensor.shape) != shape or tensor.device != x_BNME.device:
             got = f"{tuple(tensor.shape)} on {tensor.device}"
             raise InputError(f"{name}: expected shape {shape} on {x_BNME.device}, got {got}")
-    if x_BNME.device.type != "cuda" and not _INTERPRETED:
-        raise InputError(
-            f"x_BNME: the triton backend needs CUDA tensors (got {x_BNME.device}; TRITON_INTERPRET=1 for CPU)"
-        )
-    if torch.is_grad_enabled() and x_BNME.requires_grad:
-        raise InputError("x_BNME: requires grad, but the triton backend is forward-only (use 'torch')")
+    check_kernel_inputs({"x_BNME": x_BNME}, interpreted=_INTERPRETED)
     out = torch.empty_like(x_BNME, dtype=out_dtype)
     grid = (triton.cdiv(tokens, BLOCK_M), batch)
-    with torch.cuda.device(x_BNME.device) if x_BNME.device.type == "cuda" else contextlib.nullcontext():
+    with on_device(x_BNME):
         _ucpe_kernel[grid](
             x_BNME,
             matrix_BM44,

@@ -206,9 +206,10 @@ def test_prefer_expandable_segments_respects_the_user(monkeypatch: pytest.Monkey
     from sana_wm.offload import ALLOC_CONF, prefer_expandable_segments
 
     monkeypatch.setenv(ALLOC_CONF, "max_split_size_mb:64")
-    assert not prefer_expandable_segments()
+    assert not prefer_expandable_segments("group")
     assert os.environ[ALLOC_CONF] == "max_split_size_mb:64"
     monkeypatch.delenv(ALLOC_CONF)
-    assert prefer_expandable_segments() is not torch.cuda.is_initialized()
+    assert not prefer_expandable_segments("none") and ALLOC_CONF not in os.environ
+    assert prefer_expandable_segments("group") is not torch.cuda.is_initialized()
     if not torch.cuda.is_initialized():
         assert os.environ[ALLOC_CONF] == "expandable_segments:True"

@@ -30,15 +30,13 @@ Head dims up to 128 (padded to a power of two ≥ 16 with masks). No autograd: f
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
 from sana_wm.errors import InputError
+from sana_wm.ops import check_kernel_inputs, on_device
 from sana_wm.ops.gdn.types import GDNState
 
 # Launch parameters (H100-oriented; see sana_wm/ops/README.md).
@@ -430,13 +428,6 @@ def _parts(x: Tensor) -> int:
     return 1 if x.dtype == torch.bfloat16 else 3
 
 
-@contextlib.contextmanager
-def _on_device(x: Tensor) -> Iterator[None]:
-    """Launch on the tensor's GPU (Triton launches on the current device)."""
-    with torch.cuda.device(x.device) if x.device.type == "cuda" else contextlib.nullcontext():
-        yield
-
-
 def _check_inputs(named: dict[str, Tensor]) -> None:
     """Shapes ``(B, N, T, S, E)`` (``v``: ``(…, V)``, ``beta``: ``(B, N, T, S)``, ``decay``: ``(B, N, T)``),
     floating point, one device (CUDA unless interpreted), no autograd, ``E, V ≤ 128``."""
@@ -454,12 +445,7 @@ def _check_inputs(named: dict[str, Tensor]) -> None:
             raise InputError(f"{name}: expected a floating-point tensor, got {x.dtype}")
         if x.device != q.device:
             raise InputError(f"{name}: on {x.device}, but q is on {q.device}")
-        if torch.is_grad_enabled() and x.requires_grad:
-            raise InputError(f"{name}: requires grad, but the triton backend is forward-only (use 'torch')")
-    if q.device.type != "cuda" and not _INTERPRETED:
-        raise InputError(
-            f"q: the triton backend needs CUDA tensors, got {q.device} (TRITON_INTERPRET=1: CPU)"
-        )
+    check_kernel_inputs(named, interpreted=_INTERPRETED)
     for name, x in (("q", q), ("v", v)):
         if x.shape[-1] > MAX_HEAD_DIM:
             raise InputError(
@@ -641,7 +627,7 @@ def gdn_forward_scan(
         _check_state("initial_state.kv", initial_state.kv, (batch, heads, v_dim, e), q.device)
         _check_state("initial_state.z", initial_state.z, (batch, heads, e), q.device)
         init = _stacked_init(initial_state.kv, initial_state.z)
-    with _on_device(q):
+    with on_device(q):
         a, b = _frame_maps(k_rot, k, v, beta, decay)
         states, final = _scan(a, b, v_dim, bidirectional=False, init=init)
         del a, b  # the maps' memory is free for the output
@@ -658,7 +644,7 @@ def gdn_bidirectional(
     """Bidirectional main branch; see :func:`sana_wm.ops.gdn.gdn_bidirectional`."""
     _check_inputs(dict(q=q, k=k, v=v, q_rot=q_rot, k_rot=k_rot, beta=beta, decay=decay))
     v_dim = v.shape[-1]
-    with _on_device(q):
+    with on_device(q):
         a, b = _frame_maps(k_rot, k, v, beta, decay)
         states, _ = _scan(a, b, v_dim, bidirectional=True)
         del a, b  # the maps' memory is free for the output
@@ -677,7 +663,7 @@ def cam_forward_scan(
     if initial_state is not None:
         _check_state("initial_state", initial_state, (batch, heads, v_dim, e), q.device)
         init = _stacked_init(initial_state, None)
-    with _on_device(q):
+    with on_device(q):
         a, b = _frame_maps(k, None, v, beta, decay)
         states, final = _scan(a, b, v_dim, bidirectional=False, init=init)
         del a, b  # the maps' memory is free for the output
@@ -689,7 +675,7 @@ def cam_bidirectional(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, decay: Tens
     """Bidirectional numerator-only camera branch; see :func:`sana_wm.ops.gdn.cam_bidirectional`."""
     _check_inputs(dict(q=q, k=k, v=v, beta=beta, decay=decay))
     v_dim = v.shape[-1]
-    with _on_device(q):
+    with on_device(q):
         a, b = _frame_maps(k, None, v, beta, decay)
         states, _ = _scan(a, b, v_dim, bidirectional=True)
         del a, b  # the maps' memory is free for the output
