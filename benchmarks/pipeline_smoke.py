@@ -1,4 +1,4 @@
-"""Full-size smoke run of ``sana_wm.pipeline`` with random weights: time per stage and peak GPU memory.
+"""Full-size smoke run of the stage-1 pipeline with random weights: time per stage and peak GPU memory.
 
 Needs no download (the components come from ``sana_wm.bench.pipeline``, as for ``sana-wm bench --mode
 pipeline``): Gemma-2 with the gemma-2-2b(-it) architecture, the LTX-2 VAE with the released architecture and
@@ -29,7 +29,9 @@ import torch
 
 from sana_wm.bench.pipeline import DEFAULT_ACTION, PROMPT, build_pipeline, count_params, first_frame
 from sana_wm.camera import default_intrinsics
-from sana_wm.pipeline import DTYPES, resolve_device, resolve_dtype
+from sana_wm.inference import GenerationRequest
+from sana_wm.inference.run import generate
+from sana_wm.utils.device import DTYPES, resolve_device, resolve_dtype
 from sana_wm.utils.video_io import VideoWriter
 
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     image = first_frame(height, width)
-    out = pipe(
+    request = GenerationRequest.create(
         image,
         PROMPT,
         action=args.action,
@@ -71,8 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
         steps=args.steps,
         height=height,
         width=width,
-        progress=True,
     )
+    out = generate(pipe, request, progress=True)
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(args.video) if args.video else Path(tmp) / "smoke.mp4"
         write_start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Full-size smoke run of the stage-2 refiner (``sana_wm.refiner``) with random weights: time and peak memory.
+"""Full-size smoke run of the stage-2 refiner with random weights: time and peak memory.
 
 Needs no download. The parts have the release architecture and random values:
 
@@ -36,8 +36,9 @@ from pathlib import Path
 
 import torch
 
-from sana_wm.offload import on_device
-from sana_wm.refiner import MODES, Refiner, RefinerPrompt, video_only
+from sana_wm.inference.offload import on_device
+from sana_wm.inference.refiner import Refiner, RefinerPrompt, video_only
+from sana_wm.inference.request import REFINER_MODES
 from sana_wm.text_encoder import RefinerTextEncoder
 from sana_wm.tiny import (
     tiny_gemma3_text_config,
@@ -45,12 +46,12 @@ from sana_wm.tiny import (
     tiny_refiner_transformer,
     tiny_tokenizer,
 )
+from sana_wm.utils.device import DTYPES, resolve_device, resolve_dtype
 
 PROMPT = (
     "A first-person drive along a winding coastal road at golden hour, cliffs on the left, the sea "
     "glittering on the right, long shadows from roadside pines, light haze over distant headlands."
 )
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 # Gemma-3-12B's text stack as released (rope settings left at the defaults: they do not change the cost).
 GEMMA3_12B = dict(
@@ -167,15 +168,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", help="default: cuda if available, else cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), help="default: bfloat16 on cuda, float32 on cpu")
     p.add_argument("--num_frames", type=int, help="pixel frames 8k+1 (default 161; 33 with --tiny)")
-    p.add_argument("--mode", choices=MODES, default="single_shot")
+    p.add_argument("--mode", choices=REFINER_MODES, default="single_shot")
     p.add_argument("--fp8", action="store_true", help="float8 (e4m3) weight storage for the DiT")
     p.add_argument("--offload", choices=("none", "model", "group"), default="none")
     p.add_argument("--text_encoder", choices=("gemma", "standin"), default="gemma")
     p.add_argument("--out", required=True, help="JSON report")
     args = p.parse_args(argv)
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
     num_frames = args.num_frames or (33 if args.tiny else 161)
     if (num_frames - 1) % 8:
         p.error(f"--num_frames must be 8k+1, got {num_frames}")

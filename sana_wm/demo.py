@@ -12,11 +12,8 @@ from tqdm import tqdm
 
 from sana_wm.camera import default_intrinsics
 from sana_wm.utils.video_io import VideoWriter, write_sidecar
-from sana_wm.viz.overlay import apply_overlay
+from sana_wm.viz.overlay import HUD_KEY_LABELS, apply_overlay
 from sana_wm.worlds import render_checker_ground
-
-# What the HUD's strafe keys are called under each action mapping (yaw is the joystick in both).
-HUD_KEY_LABELS = {"v1": ("W", "A", "S", "D"), "v2": ("W", "J", "S", "L")}
 
 
 def render_path_video(

@@ -74,7 +74,11 @@ class VideoVAE:
         """Load ``AutoencoderKLLTX2Video`` weights from a local folder or Hub repo (``<path>/vae/``)."""
         try:
             vae = AutoencoderKLLTX2Video.from_pretrained(
-                str(path), subfolder=subfolder, torch_dtype=dtype, local_files_only=local_files_only
+                str(path),
+                subfolder=subfolder,
+                torch_dtype=dtype,
+                local_files_only=local_files_only,
+                use_safetensors=True,  # never a pickle .bin
             )
         except OSError as err:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

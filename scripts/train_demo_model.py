@@ -25,9 +25,9 @@ Recipe (numbers: ``sana_wm.demo_training.recipe.full``; phases: ``sana_wm.demo_t
   ``sana_wm.train.Trainer`` on the cached latents: flow matching with logit-normal timesteps and shift 3,
   frame 0 always the clean image condition, batch 32, AdamW 4e-4 with warm-up and cosine decay, EMA 0.995,
   for the rest of the budget but 30 s.
-- Text: prompt-free. Training and sampling use the null caption of ``sana_wm.demo_model.null_text`` (one
+- Text: prompt-free. Training and sampling use the null caption of ``sana_wm.inference.demo_model.null_text`` (one
   all-zero token) and no guidance.
-- Evaluation: the saved files are loaded with ``sana_wm.demo_model.load_demo_pipeline``; held-out clips and
+- Evaluation: the saved files are loaded with ``sana_wm.inference.demo_model.load_demo_pipeline``; held-out clips and
   the demo world are generated along their true camera paths and compared with the true renders (PSNR,
   agreement of the image motion), the demo world also with the mirrored action.
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sana_wm.models.config import SanaWMConfig
-from sana_wm.models.embeddings import TIMESTEP_CHANNELS
+from sana_wm.models.dit import TIMESTEP_CHANNELS
 
 DEPTHWISE_TAPS = 9  # the FFN's depthwise 3×3
 MODULATION_VECTORS = 6  # t_block: shift/scale/gate for attention and FFN

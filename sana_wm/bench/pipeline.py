@@ -22,11 +22,14 @@ import torch
 from PIL import Image
 
 from sana_wm.bench.build import free
-from sana_wm.bench.settings import BenchSettings, latent_frames
+from sana_wm.bench.settings import BenchSettings
 from sana_wm.bench.timing import DeviceMemoryMonitor
 from sana_wm.camera import default_intrinsics
+from sana_wm.inference import CameraPath, GenerationRequest, SamplingSettings
+from sana_wm.inference.pipeline import Pipeline
+from sana_wm.inference.run import generate
+from sana_wm.latent_shape import latent_frames
 from sana_wm.models import SanaWMTransformer, sana_wm_1600m_720p, tiny
-from sana_wm.pipeline import Pipeline
 from sana_wm.text_encoder import TextEncoder
 from sana_wm.tiny import tiny_gemma2_config, tiny_ltx2_vae, tiny_tokenizer
 from sana_wm.vae import VideoVAE
@@ -170,18 +173,21 @@ def _generate(pipe: Pipeline, image: Image.Image, frames: int, settings: BenchSe
     try:
         with DeviceMemoryMonitor(settings.device) as monitor:
             start = time.perf_counter()
-            out = pipe(
-                image,
-                PROMPT,
-                action=action_for(frames),
-                intrinsics=default_intrinsics((settings.height, settings.width)),
-                num_frames=frames,
-                steps=settings.steps,
-                height=settings.height,
-                width=settings.width,
-                seed=settings.seed,
-                progress=False,
+            request = GenerationRequest(
+                image=image,
+                prompt=PROMPT,
+                camera=CameraPath.from_action(
+                    action_for(frames), intrinsics=default_intrinsics((settings.height, settings.width))
+                ),
+                sampling=SamplingSettings(
+                    num_frames=frames,
+                    steps=settings.steps,
+                    height=settings.height,
+                    width=settings.width,
+                    seed=settings.seed,
+                ),
             )
+            out = generate(pipe, request, progress=False)
             decoded = sum(1 for _ in out.frames)
             total_s = time.perf_counter() - start
     except torch.cuda.OutOfMemoryError:

@@ -12,14 +12,15 @@ from typing import Any, Literal
 import torch
 
 from sana_wm.errors import InputError
-from sana_wm.offload import OFFLOAD_MODES
+from sana_wm.inference.request import OFFLOAD_MODES
+from sana_wm.latent_shape import latent_frames
 from sana_wm.ops import check_backend
-from sana_wm.pipeline import resolve_device, resolve_dtype
+from sana_wm.utils.device import resolve_device, resolve_dtype
 
 Mode = Literal["transformer", "pipeline"]
 MODES: tuple[str, ...] = ("transformer", "pipeline")
 SPATIAL_STRIDE = 32
-TEMPORAL_STRIDE = 8
+
 DEFAULT_FRAMES = {"transformer": (161, 321, 961), "pipeline": (161,)}
 TINY_FRAMES = {"transformer": (9, 17), "pipeline": (17,)}
 FULL_SIZE = (704, 1280)
@@ -27,11 +28,6 @@ TINY_SIZE = (128, 192)
 FULL_MATMUL = 8192
 _PLAIN = (int, float, str, bool, type(None))
 TINY_MATMUL = 256
-
-
-def latent_frames(frames: int) -> int:
-    """Latent frames of a clip of ``frames`` pixel frames (8× temporal compression, first frame alone)."""
-    return (frames - 1) // TEMPORAL_STRIDE + 1
 
 
 def parse_frames(text: str) -> tuple[int, ...]:

@@ -42,10 +42,11 @@ from sana_wm.bench.build import (
     peer_call,
 )
 from sana_wm.bench.flops import ClipShape, module_flops, transformer_flops
-from sana_wm.bench.settings import BenchSettings, latent_frames
+from sana_wm.bench.settings import BenchSettings
 from sana_wm.bench.timing import ModuleTimer, Timing, matmul_rate, time_forward
+from sana_wm.inference.offload import enable_block_streaming
+from sana_wm.latent_shape import latent_frames
 from sana_wm.models import SanaWMConfig, SanaWMTransformer, preset
-from sana_wm.offload import enable_block_streaming
 
 log = logging.getLogger(__name__)
 

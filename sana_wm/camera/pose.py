@@ -70,7 +70,12 @@ def validate_c2w(c2w: np.ndarray, name: str = "--camera") -> np.ndarray:
             f"det R = {np.linalg.det(rotation[frame]):.4g}; tolerance {RIGID_TOL:g}); "
             "expected OpenCV camera-to-world [R | t] with R a rotation"
         )
-    return poses.astype(np.float32)
+    poses32 = poses.astype(np.float32)
+    finite32 = np.isfinite(poses32).all(axis=(1, 2))
+    if not finite32.all():
+        frame = int(np.argmin(finite32))
+        raise InputError(f"{name}: frame {frame} does not fit in float32 (a value beyond +-3.4e38)")
+    return poses32
 
 
 def load_c2w(path: str | os.PathLike[str], name: str = "--camera") -> np.ndarray:

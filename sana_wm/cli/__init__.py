@@ -53,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InputError as err:
-        print(f"sana-wm {args.command}: error: {err}", file=sys.stderr)
+        for line in str(err).splitlines() or [""]:  # several missing weight files: one line each
+            print(f"sana-wm {args.command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sana-wm: interrupted", file=sys.stderr)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 from sana_wm.camera import MAPPINGS
+from sana_wm.inference.request import RuntimeSettings
 
 DEFAULT_ACTION = "w-80,jw-40,w-40,lw-60,w-100"
 
@@ -34,3 +37,51 @@ def add_camera_path_args(parser: argparse.ArgumentParser, *, required: bool) -> 
         *flag("--rotation_speed_deg"), dest="rotation_speed_deg", type=float, help="degrees per frame"
     )
     parser.add_argument(*flag("--pitch_limit_deg"), dest="pitch_limit_deg", type=float, help="degrees")
+
+
+# Flags that map one to one onto sana_wm.inference.job.GenerateJob fields of the same name.
+JOB_FLAGS = (
+    "image",
+    "action",
+    "camera",
+    "action_mapping",
+    "translation_speed",
+    "rotation_speed_deg",
+    "pitch_limit_deg",
+    "intrinsics",
+    "num_frames",
+    "steps",
+    "cfg_scale",
+    "flow_shift",
+    "sampler",
+    "seed",
+    "fps",
+    "height",
+    "width",
+)
+
+
+def job_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The :data:`JOB_FLAGS` this parser has, by name."""
+    return {name: getattr(args, name) for name in JOB_FLAGS if hasattr(args, name)}
+
+
+def runtime_settings(args: argparse.Namespace) -> RuntimeSettings:
+    """``--device``, ``--dtype``, ``--backend``, ``--offload`` (those the parser has)."""
+    return RuntimeSettings(
+        device=getattr(args, "device", None),
+        dtype=getattr(args, "dtype", None),
+        backend=getattr(args, "backend", "auto"),
+        offload=getattr(args, "offload", "none"),
+    )
+
+
+def silence_library_progress() -> None:
+    """--quiet: turn off the download / weight-loading bars of the Hugging Face libraries too."""
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+    for name in ("transformers", "diffusers"):
+        module = sys.modules.get(f"{name}.utils.logging")
+        if module is not None:
+            module.disable_progress_bar()

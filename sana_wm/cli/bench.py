@@ -11,7 +11,8 @@ import logging
 import shlex
 import sys
 
-from sana_wm.offload import OFFLOAD_MODES, prefer_expandable_segments
+from sana_wm.inference.offload import prefer_expandable_segments
+from sana_wm.inference.request import OFFLOAD_MODES
 from sana_wm.ops import BACKENDS
 
 log = logging.getLogger("sana_wm")

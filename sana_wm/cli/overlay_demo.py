@@ -8,8 +8,9 @@ import logging
 from sana_wm.camera import align_num_frames, load_intrinsics
 from sana_wm.cli._args import DEFAULT_ACTION, add_camera_path_args, flag
 from sana_wm.cli.trajectory import camera_path
-from sana_wm.demo import HUD_KEY_LABELS, render_path_video
+from sana_wm.demo import render_path_video
 from sana_wm.errors import InputError
+from sana_wm.viz.overlay import HUD_KEY_LABELS
 
 log = logging.getLogger("sana_wm")
 

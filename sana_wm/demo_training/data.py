@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from sana_wm.camera import action_to_c2w, prepare_camera
-from sana_wm.demo_model import centred_intrinsics, null_text
+from sana_wm.inference.demo_model import centred_intrinsics, null_text
 from sana_wm.worlds import ClipSettings, World, make_clip, render, sample_world
 
 log = logging.getLogger("sana_wm")
@@ -164,7 +164,7 @@ class LatentClips:
     """The DiT's training set held in memory (a :class:`sana_wm.train.TrainingDataset`).
 
     Sample ``i``: normalised ``latents`` (C, T, h, w), ``camera_conditions`` (T, 20), ``chunk_plucker``
-    (48, T, h, w) and the null caption of :func:`sana_wm.demo_model.null_text` (``text`` (1, D),
+    (48, T, h, w) and the null caption of :func:`sana_wm.inference.demo_model.null_text` (``text`` (1, D),
     ``text_mask`` (1,)), all float32 / int64 CPU tensors.
     """
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sana_wm.demo_model import DEMO_SETTINGS, DemoSettings
+from sana_wm.inference.demo_model import DEMO_SETTINGS, DemoSettings
 from sana_wm.models import SanaWMConfig
 from sana_wm.train.checkpoint import CheckpointConfig
 from sana_wm.train.config import RunConfig

@@ -9,7 +9,7 @@ Phases and their share of the budget ``T`` (``minutes · 60``), all timed from t
 4. DiT with :class:`sana_wm.train.Trainer`: a short calibration run measures the step time, the main run
    resumes it with the step count that fills the time left before ``T − eval_reserve_s`` (and is stopped at
    that deadline in any case); the EMA weights are exported;
-5. evaluate the saved files through :func:`sana_wm.demo_model.load_demo_pipeline` and write the card.
+5. evaluate the saved files (:func:`sana_wm.inference.demo_model.load_demo_pipeline`), write the card.
 
 A run may continue an earlier one (``init_from``): no VAE phase (its VAE is reused unchanged), new clips,
 and the DiT starts from its weights, so the DiT gets a second budget.
@@ -32,21 +32,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sana_wm.demo_model import (
-    DEMO_DIR,
-    FIRST_FRAME_FILE,
-    METADATA_FILE,
-    METADATA_FORMAT,
-    MODEL_CARD_FILE,
-    NULL_TEXT_TOKENS,
-    PROMPT_NOTE,
-    TRANSFORMER_FILE,
-    VAE_SUBFOLDER,
-    DemoSettings,
-    load_demo_pipeline,
-    read_demo_settings,
-    read_metadata,
-)
 from sana_wm.demo_training.data import (
     CpuRenderPool,
     LatentClips,
@@ -67,6 +52,22 @@ from sana_wm.demo_training.vae_training import (
     reconstruction_psnr,
     set_latent_stats,
     train_vae,
+)
+from sana_wm.inference import CameraPath, GenerationRequest, generate
+from sana_wm.inference.demo_model import (
+    DEMO_DIR,
+    FIRST_FRAME_FILE,
+    METADATA_FILE,
+    METADATA_FORMAT,
+    MODEL_CARD_FILE,
+    NULL_TEXT_TOKENS,
+    PROMPT_NOTE,
+    TRANSFORMER_FILE,
+    VAE_SUBFOLDER,
+    DemoSettings,
+    load_demo_pipeline,
+    read_demo_settings,
+    read_metadata,
 )
 from sana_wm.models import load_transformer, save_transformer
 from sana_wm.train import Trainer, export_inference, read_metrics
@@ -315,7 +316,7 @@ def _metadata(recipe: DemoRecipe, intrinsics_4: np.ndarray) -> dict[str, Any]:
         "format": METADATA_FORMAT,
         "settings": settings.to_dict(),
         "text": {
-            "kind": "null caption (sana_wm.demo_model.null_text)",
+            "kind": "null caption (sana_wm.inference.demo_model.null_text)",
             "tokens": NULL_TEXT_TOKENS,
             "caption_channels": recipe.dit_caption_channels,
             "note": PROMPT_NOTE,
@@ -324,10 +325,10 @@ def _metadata(recipe: DemoRecipe, intrinsics_4: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _generate(pipe: Any, settings: DemoSettings, image: Image.Image, **kwargs: Any) -> np.ndarray:
+def _generate(pipe: Any, settings: DemoSettings, image: Image.Image, camera: CameraPath) -> np.ndarray:
     """Frames ``(F, H, W, 3)`` uint8 of one prompt-free generation with the demo settings."""
-    out = pipe(image, "", seed=settings.seed, progress=False, **settings.pipeline_kwargs(), **kwargs)
-    return out.frames.numpy()
+    request = GenerationRequest(image=image, prompt="", camera=camera, sampling=settings.sampling())
+    return generate(pipe, request, progress=False).frames.numpy()
 
 
 def _evaluate(out_dir: Path, heldout: list[RenderedClip], demo_truth: np.ndarray, dev: torch.device) -> dict:
@@ -340,16 +341,20 @@ def _evaluate(out_dir: Path, heldout: list[RenderedClip], demo_truth: np.ndarray
             pipe,
             settings,
             Image.fromarray(c.frames_FHW3[0].numpy()),
-            c2w=c.c2w_F44,
-            intrinsics=c.intrinsics_F4,
+            CameraPath(c2w_F44=c.c2w_F44, intrinsics=c.intrinsics_F4),
         )
         for c in heldout
     ]
     first = Image.fromarray(demo_truth[0])
-    kwargs = {"intrinsics": settings.intrinsics_array(), "action_mapping": settings.action_mapping}
-    demo = _generate(pipe, settings, first, action=settings.action, **kwargs)
+
+    def along(action: str) -> CameraPath:
+        return CameraPath.from_action(
+            action, mapping=settings.action_mapping, intrinsics=settings.intrinsics_array()
+        )
+
+    demo = _generate(pipe, settings, first, along(settings.action))
     mirrored = _generate(
-        pipe, settings, first, action=mirrored_action(settings.action, settings.action_mapping), **kwargs
+        pipe, settings, first, along(mirrored_action(settings.action, settings.action_mapping))
     )
     if importlib.util.find_spec("av") is None:
         log.warning("PyAV is not installed: %s not written", SAMPLE_FILE)

@@ -54,7 +54,8 @@ from sana_wm.worlds import ClipSettings, make_clip, render
 from sana_wm.worlds.clips import Clip
 
 if TYPE_CHECKING:
-    from sana_wm.pipeline import Pipeline
+    from sana_wm.inference.pipeline import Pipeline
+    from sana_wm.inference.request import SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -128,40 +129,32 @@ def check_eval_settings(settings: EvalSettings) -> None:
 
 
 def pipeline_generate_fn(
-    pipeline: Pipeline,
-    *,
-    steps: int = 60,
-    cfg_scale: float = 5.0,
-    flow_shift: float | None = None,
-    sampler: str = "ltx_euler",
-    negative_prompt: str = "",
-    progress: bool = False,
+    pipeline: Pipeline, sampling: SamplingSettings, *, progress: bool = False
 ) -> GenerateFn:
-    """A :data:`GenerateFn` running stage 1 of ``pipeline`` at the first frame's size (no resize or crop)."""
-    from sana_wm.pipeline import DEFAULT_FLOW_SHIFT
+    """A :data:`GenerateFn` running stage 1 of ``pipeline`` with ``sampling`` at the first frame's size (no
+    resize or crop); the clip's frame count and seed replace ``sampling``'s."""
+    from PIL import Image
 
-    def generate(
+    from sana_wm.inference import CameraPath, GenerationRequest, generate
+
+    def run(
         first_HW3: np.ndarray, prompt: str, c2w_F44: np.ndarray, intrinsics_F4: np.ndarray, seed: int
     ) -> np.ndarray:
-        out = pipeline(
-            first_HW3,
-            prompt,
-            c2w=c2w_F44,
-            intrinsics=intrinsics_F4,
-            num_frames=len(c2w_F44),
-            seed=seed,
-            steps=steps,
-            cfg_scale=cfg_scale,
-            flow_shift=DEFAULT_FLOW_SHIFT if flow_shift is None else flow_shift,
-            sampler=sampler,  # type: ignore[arg-type]
-            negative_prompt=negative_prompt,
-            height=first_HW3.shape[0],
-            width=first_HW3.shape[1],
-            progress=progress,
+        request = GenerationRequest(
+            image=Image.fromarray(np.asarray(first_HW3, dtype=np.uint8)),
+            prompt=prompt,
+            camera=CameraPath(c2w_F44=c2w_F44, intrinsics=intrinsics_F4),
+            sampling=dataclasses.replace(
+                sampling,
+                num_frames=len(c2w_F44),
+                seed=seed,
+                height=first_HW3.shape[0],
+                width=first_HW3.shape[1],
+            ),
         )
-        return out.frames.numpy()
+        return generate(pipeline, request, progress=progress).frames.numpy()
 
-    return generate
+    return run
 
 
 def static_path(c2w_F44: np.ndarray) -> np.ndarray:
@@ -237,7 +230,7 @@ def evaluate_worlds(
     Returns:
         The report written to ``out_dir / REPORT_JSON`` (non-finite numbers as None).
     """
-    from sana_wm.demo import HUD_KEY_LABELS
+    from sana_wm.viz.overlay import HUD_KEY_LABELS
 
     check_eval_settings(settings)
     if settings.world_seed < EVAL_SEED_BASE:

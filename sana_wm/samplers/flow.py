@@ -42,3 +42,8 @@ def noise_from_velocity(x_t: torch.Tensor, v: torch.Tensor, sigma: Sigma) -> tor
 def velocity_from_x0(x_t: torch.Tensor, x0: torch.Tensor, sigma: Sigma) -> torch.Tensor:
     """Velocity implied by a clean-data estimate: ``v = (x_t - x0) / σ``; undefined at σ = 0."""
     return (x_t - x0) / sigma
+
+
+def euler_step(x_t: torch.Tensor, v: torch.Tensor, sigma: Sigma, sigma_next: Sigma) -> torch.Tensor:
+    """One Euler step of ``dx/dσ = v`` from ``sigma`` to ``sigma_next``: ``x + (σ' - σ) v``."""
+    return x_t + (sigma_next - sigma) * v

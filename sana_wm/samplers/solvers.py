@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from sana_wm.samplers.flow import euler_step
+
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Progress = Callable[[Iterable[int]], Iterable[int]]
 
@@ -131,7 +133,7 @@ def sample_euler(
         sigma, sigma_next = grid[i], grid[i + 1]
         t_B1T = _frame_timesteps(sigma * num_train_timesteps, free_T, x.shape[0], num_train_timesteps)
         v = model_fn(x, t_B1T)
-        stepped = x.float() + (sigma_next - sigma) * v.float()
+        stepped = euler_step(x.float(), v.float(), sigma, sigma_next)
         x = torch.where(keep, x, stepped).to(x.dtype)
     return x
 
@@ -163,11 +165,11 @@ def sample_heun(
         sigma, sigma_next = grid[i], grid[i + 1]
         t_B1T = _frame_timesteps(sigma * num_train_timesteps, free_T, batch, num_train_timesteps)
         v = model_fn(x, t_B1T).float()
-        predicted = x.float() + (sigma_next - sigma) * v
+        predicted = euler_step(x.float(), v, sigma, sigma_next)
         if not final_step[i]:
             x_pred = torch.where(keep, x, predicted).to(x.dtype)
             t_next = _frame_timesteps(sigma_next * num_train_timesteps, free_T, batch, num_train_timesteps)
             v_next = model_fn(x_pred, t_next).float()
-            predicted = x.float() + (sigma_next - sigma) * 0.5 * (v + v_next)
+            predicted = euler_step(x.float(), 0.5 * (v + v_next), sigma, sigma_next)
         x = torch.where(keep, x, predicted).to(x.dtype)
     return x

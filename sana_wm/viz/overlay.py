@@ -53,6 +53,8 @@ _STILL = 1e-4
 
 CORNERS = ("bottom-left", "bottom-right", "top-left", "top-right")
 DEFAULT_KEY_LABELS = ("W", "A", "S", "D")
+# What the HUD's strafe keys are called under each action mapping (yaw is the joystick in both).
+HUD_KEY_LABELS = {"v1": ("W", "A", "S", "D"), "v2": ("W", "J", "S", "L")}
 
 # Supersampling factor for drawing the HUD sprites; PIL draws shapes without anti-aliasing.
 _SS = 4

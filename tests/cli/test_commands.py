@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from sana_wm.inference import CameraPath, GenerationRequest
 from sana_wm.camera import action_to_c2w
 from sana_wm.cli import main
 from sana_wm.utils.video_io import probe_video, read_sidecar, read_video
@@ -60,7 +61,7 @@ def test_overlay_demo_writes_video_and_sidecar(tmp_path) -> None:
 
 def test_demo_runs_the_demo_model_and_matches_the_pipeline(tmp_path, tiny_demo_dir) -> None:
     """`sana-wm demo` = the demo pipeline on the bundled first frame along the model's default action."""
-    from sana_wm.demo_model import demo_first_frame, load_demo_pipeline, read_demo_settings
+    from sana_wm.inference.demo_model import demo_first_frame, load_demo_pipeline, read_demo_settings
 
     out = tmp_path / "demo"
     assert main(["--quiet", "demo", "--demo_dir", str(tiny_demo_dir), "--out", str(out)]) == 0
@@ -78,15 +79,13 @@ def test_demo_runs_the_demo_model_and_matches_the_pipeline(tmp_path, tiny_demo_d
     np.testing.assert_array_equal(np.load(out / "trajectory.npy"), sidecar.c2w)
 
     pipe = load_demo_pipeline("cpu", directory=tiny_demo_dir)
-    want = pipe(
-        demo_first_frame(tiny_demo_dir),
-        "",
-        action=settings.action,
-        intrinsics=settings.intrinsics_array(),
-        seed=42,
-        progress=False,
-        **settings.pipeline_kwargs(),
-    ).frames.numpy()
+    request = GenerationRequest(
+        image=demo_first_frame(tiny_demo_dir),
+        prompt="",
+        camera=CameraPath.from_action(settings.action, intrinsics=settings.intrinsics_array()),
+        sampling=settings.sampling(seed=42),
+    )
+    want = pipe(request, progress=False).frames.numpy()
     plain = tmp_path / "plain"
     argv = ["--quiet", "generate", "--demo_dir", str(tiny_demo_dir), "--output_dir", str(plain)]
     assert main([*argv, "--no_action_overlay"]) == 0
@@ -100,7 +99,7 @@ def test_generate_demo_with_an_image_and_a_prompt_says_what_the_model_is(
 ) -> None:
     import logging
 
-    from sana_wm.demo_model import PROMPT_NOTE, SYNTHETIC_NOTE
+    from sana_wm.inference.demo_model import PROMPT_NOTE, SYNTHETIC_NOTE
 
     image = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)).save(image)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from sana_wm.inference import GenerationRequest, SamplingSettings
 from sana_wm.camera import action_to_c2w
-from sana_wm.demo_model import (
+from sana_wm.inference.demo_model import (
     DEFAULT_ACTION,
     DEMO_SETTINGS,
     NULL_TEXT_TOKENS,
@@ -80,15 +81,9 @@ def test_settings_round_trip_and_reject_unknown_keys() -> None:
     data["intrinsics"] = list(data["intrinsics"])  # as JSON gives it back
     assert DemoSettings.from_dict(data) == s
     np.testing.assert_array_equal(s.intrinsics_array(), np.array([1, 2, 3, 4], np.float32))
-    assert s.pipeline_kwargs() == {
-        "num_frames": 81,
-        "steps": 30,
-        "cfg_scale": 1.0,
-        "flow_shift": 3.0,
-        "sampler": "ltx_euler",
-        "height": 64,
-        "width": 96,
-    }
+    assert s.sampling(seed=7) == SamplingSettings(
+        num_frames=81, steps=30, cfg_scale=1.0, flow_shift=3.0, sampler="ltx_euler", seed=7, height=64, width=96
+    )
     with pytest.raises(InputError, match="colour"):
         DemoSettings.from_dict({**data, "colour": 1})
     with pytest.raises(InputError, match="intrinsics"):
@@ -104,7 +99,7 @@ def test_missing_demo_files_are_one_input_error(tmp_path) -> None:
 def test_bundled_model_loads_and_reproduces_its_first_frame() -> None:
     """The shipped weights are complete and sane: a short run from the bundled frame starts at that frame
     (frame 0 is the VAE's reconstruction: ~19 dB in the model card) and the settings match the card."""
-    from sana_wm.demo_model import DEMO_DIR, demo_first_frame, read_demo_settings
+    from sana_wm.inference.demo_model import DEMO_DIR, demo_first_frame, read_demo_settings
 
     assert demo_available(DEMO_DIR)
     settings = read_demo_settings()
@@ -112,16 +107,18 @@ def test_bundled_model_loads_and_reproduces_its_first_frame() -> None:
     pipe = load_demo_pipeline("cpu")
     image = demo_first_frame()
     out = pipe(
-        image,
-        "",
-        action="w-8",
-        intrinsics=settings.intrinsics_array(),
-        num_frames=9,
-        steps=2,
-        cfg_scale=1.0,
-        flow_shift=settings.flow_shift,
-        height=settings.height,
-        width=settings.width,
+        GenerationRequest.create(
+            image,
+            "",
+            action="w-8",
+            intrinsics=settings.intrinsics_array(),
+            num_frames=9,
+            steps=2,
+            cfg_scale=1.0,
+            flow_shift=settings.flow_shift,
+            height=settings.height,
+            width=settings.width,
+        ),
         progress=False,
     ).frames.numpy()
     assert out.shape == (9, 192, 352, 3)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sana_wm.camera import prepare_camera
-from sana_wm.demo_model import null_text
+from sana_wm.inference.demo_model import null_text
 from sana_wm.demo_training.data import (
     CpuRenderPool,
     LatentClips,

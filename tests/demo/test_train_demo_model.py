@@ -11,7 +11,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from sana_wm.demo_model import (
+from sana_wm.inference import CameraPath, GenerationRequest
+from sana_wm.inference.demo_model import (
     demo_available,
     demo_first_frame,
     load_demo_pipeline,
@@ -91,16 +92,11 @@ def test_demo_pipeline_on_the_artifacts_is_seeded(trained: Path) -> None:
     assert image.size == (96, 64)
 
     def generate(seed: int) -> np.ndarray:
-        result = pipe(
-            image,
-            "",
-            action=settings.action,
-            action_mapping=settings.action_mapping,
-            intrinsics=settings.intrinsics_array(),
-            seed=seed,
-            progress=False,
-            **settings.pipeline_kwargs(),
+        camera = CameraPath.from_action(
+            settings.action, mapping=settings.action_mapping, intrinsics=settings.intrinsics_array()
         )
+        request = GenerationRequest(image=image, prompt="", camera=camera, sampling=settings.sampling(seed=seed))
+        result = pipe(request, progress=False)
         assert result.intrinsics_source == "given" and result.num_frames == 17
         return result.frames.numpy()
 

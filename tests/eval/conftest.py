@@ -20,7 +20,7 @@ def tiny_pipeline():
     from tiny_parts import tiny_gemma, tiny_tokenizer, tiny_vae
 
     from sana_wm.models import SanaWMConfig, SanaWMTransformer
-    from sana_wm.pipeline import Pipeline
+    from sana_wm.inference.pipeline import Pipeline
     from sana_wm.text_encoder import TextEncoder
     from sana_wm.vae import VideoVAE
 

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from tiny_parts import block_means
 
+from sana_wm.inference import SamplingSettings
 from sana_wm.cli import main
 from sana_wm.eval import EVAL_SEED_BASE, METHODS, EvalSettings, evaluate_worlds, pipeline_generate_fn
 from sana_wm.eval.metrics import FLOW_STRIDE, PSNR_CAP_DB, psnr_per_frame, ssim_per_frame
@@ -94,7 +95,7 @@ def test_an_oracle_scores_perfectly_and_a_still_oracle_equals_repeating_the_firs
 
 def test_tiny_pipeline_end_to_end(tmp_path, tiny_pipeline) -> None:
     generated = []
-    generate = pipeline_generate_fn(tiny_pipeline, steps=1, cfg_scale=1.0)
+    generate = pipeline_generate_fn(tiny_pipeline, SamplingSettings(steps=1, cfg_scale=1.0))
 
     def recording(*args):
         generated.append(generate(*args))
@@ -135,8 +136,9 @@ ARGS = ["--quiet", "eval-world", "--num_clips", "1", "--frames", "9", "--size", 
 
 def test_cli_runs_the_evaluation(tmp_path, tiny_pipeline, monkeypatch) -> None:
     import sana_wm.cli.eval_world as cli
+    import sana_wm.inference.run as run
 
-    monkeypatch.setattr(cli, "load_model", lambda args, demo, device: tiny_pipeline)
+    monkeypatch.setattr(run, "load", lambda source, runtime: tiny_pipeline)
     out = tmp_path / "eval"
     argv = [*ARGS, "--cfg_scale", "1", "--num_videos", "0", "--model_path", "tiny", "--out", str(out)]
     assert main(argv) == 0
@@ -159,12 +161,12 @@ def test_cli_runs_the_evaluation(tmp_path, tiny_pipeline, monkeypatch) -> None:
     ],
 )
 def test_cli_bad_input_is_one_line_before_any_model_is_loaded(tmp_path, monkeypatch, capsys, extra, message):
-    import sana_wm.cli.eval_world as cli
+    import sana_wm.inference.run as run
 
     def refuse(*args):
         raise AssertionError("the model must not be loaded")
 
-    monkeypatch.setattr(cli, "load_model", refuse)
+    monkeypatch.setattr(run, "load", refuse)
     (tmp_path / "file").write_text("")
     extra = [arg.format(file=tmp_path / "file") for arg in extra]
     assert main([*ARGS, "--model_path", "tiny", "--out", str(tmp_path / "e"), *extra]) == 2
@@ -173,22 +175,32 @@ def test_cli_bad_input_is_one_line_before_any_model_is_loaded(tmp_path, monkeypa
     assert not (tmp_path / "e").exists()
 
 
-def test_cli_defaults_come_from_the_demo_model_or_the_release(monkeypatch) -> None:
-    import sana_wm.cli.eval_world as cli
-    import sana_wm.demo_model as demo_model
-    from sana_wm.cli import build_parser
+def test_defaults_come_from_the_demo_model_or_the_release(monkeypatch) -> None:
+    """One table: the demo model's row is its recorded settings, the release's row the official defaults."""
+    from pathlib import Path
 
-    demo = demo_model.DemoSettings(
-        height=96, width=160, num_frames=17, steps=3, cfg_scale=1.0, flow_shift=2.5
+    import sana_wm.inference.demo_model as demo_model
+    from sana_wm.inference.source import RELEASE_DEFAULTS, ModelSource
+
+    demo = demo_model.DemoSettings(height=96, width=160, num_frames=17, steps=3, cfg_scale=1.0, flow_shift=2.5)
+    monkeypatch.setattr(demo_model, "read_demo_settings", lambda folder: demo)
+    got = ModelSource(demo_dir=Path("x")).defaults()
+    assert (got.height, got.width, got.num_frames, got.steps, got.cfg_scale, got.flow_shift, got.sampler) == (
+        96,
+        160,
+        17,
+        3,
+        1.0,
+        2.5,
+        "ltx_euler",
     )
-    monkeypatch.setattr(demo_model, "read_demo_settings", lambda: demo)
-    parser = build_parser()
-    args = parser.parse_args(["eval-world", "--out", "x", "--steps", "7"])
-    cli.fill_defaults(args, demo=True)
-    got = (args.size, args.frames, args.steps, args.cfg_scale, args.flow_shift, args.sampler)
-    assert got == ("96x160", 17, 7, 1.0, 2.5, "ltx_euler")  # a given flag wins
-    args = parser.parse_args(["eval-world", "--out", "x", "--model_path", "m", "--cfg_scale", "2"])
-    assert not cli.use_demo_model(args)
-    cli.fill_defaults(args, demo=False)
-    got = (args.size, args.frames, args.steps, args.cfg_scale, args.flow_shift, args.sampler)
-    assert got == ("704x1280", 121, 60, 2.0, 9.8, "ltx_euler")
+    release = ModelSource(model_path="m").defaults()
+    assert release is RELEASE_DEFAULTS
+    assert (release.height, release.width, release.num_frames, release.steps, release.cfg_scale) == (
+        704,
+        1280,
+        161,
+        60,
+        5.0,
+    )
+    assert (release.flow_shift, release.sampler) == (9.8, "ltx_euler")

@@ -25,9 +25,10 @@ from tiny_parts import (
     weight_args,
 )
 
+from sana_wm.inference import GenerationRequest
 from sana_wm.camera import action_to_c2w
 from sana_wm.cli import main
-from sana_wm.demo import HUD_KEY_LABELS
+from sana_wm.viz.overlay import HUD_KEY_LABELS
 from sana_wm.utils.video_io import probe_video, read_sidecar, read_video
 from sana_wm.viz.overlay import apply_overlay
 
@@ -68,15 +69,17 @@ def test_generate_writes_video_sidecar_and_latents(tmp_path, tiny, tiny_dirs, ca
     assert sorted(p.name for p in out_dir.iterdir()) == ["clip.json", "clip.mp4", "clip_latents.safetensors"]
 
     want = make_pipeline(tiny)(
-        tiny.image,
-        PROMPT,
-        action=ACTION,
-        intrinsics=INTRINSICS,
-        num_frames=17,
-        steps=2,
-        seed=5,
-        height=HEIGHT,
-        width=WIDTH,
+        GenerationRequest.create(
+            tiny.image,
+            PROMPT,
+            action=ACTION,
+            intrinsics=INTRINSICS,
+            num_frames=17,
+            steps=2,
+            seed=5,
+            height=HEIGHT,
+            width=WIDTH,
+        ),
         progress=False,
     )
     latents = load_file(out_dir / "clip_latents.safetensors")["latents"]

@@ -20,14 +20,16 @@ from tiny_parts import (
     weight_args,
 )
 
+from sana_wm.inference import GenerationRequest
 from sana_wm.camera import action_to_c2w
 from sana_wm.cli import main
-from sana_wm.demo import HUD_KEY_LABELS
-from sana_wm.refiner import Refiner, decode_refined, resolve_refiner_weights
+from sana_wm.viz.overlay import HUD_KEY_LABELS
+from sana_wm.inference.refiner import Refiner, decode_refined
+from sana_wm.inference.weights import resolve_refiner_weights
 from sana_wm.utils.video_io import probe_video, read_sidecar, read_video
 from sana_wm.vae import VideoVAE
 from sana_wm.viz.overlay import apply_overlay
-from sana_wm.weights import OFFICIAL_REPO
+from sana_wm.inference.weights import OFFICIAL_REPO
 
 ACTION = "w-8,jw-8"
 SETTINGS = ["--num_frames", "17", "--steps", "2", "--height", str(HEIGHT), "--width", str(WIDTH)]
@@ -68,7 +70,7 @@ def test_refined_video_stage1_video_sidecars_and_latents(tmp_path, tiny, tiny_di
     ]
 
     # Stage 1 as the pipeline makes it; the refined latents as the refiner library makes them from those.
-    stage1 = make_pipeline(tiny)(tiny.image, PROMPT, progress=False, **STAGE1)
+    stage1 = make_pipeline(tiny)(GenerationRequest.create(tiny.image, PROMPT, **STAGE1), progress=False)
     stage1_latents = load_file(out_dir / "clip_stage1_latents.safetensors")["latents"]
     assert torch.equal(stage1_latents, stage1.latents)
     paths = resolve_refiner_weights(refiner_dir, refiner_dir / "text_encoder", local_files_only=True)
@@ -129,7 +131,7 @@ def test_chunk_causal_flags_reach_the_refiner(tmp_path, tiny, tiny_dirs, refiner
         "output.mp4",
         "output_latents.safetensors",
     ]
-    stage1 = make_pipeline(tiny)(tiny.image, PROMPT, progress=False, **STAGE1)
+    stage1 = make_pipeline(tiny)(GenerationRequest.create(tiny.image, PROMPT, **STAGE1), progress=False)
     paths = resolve_refiner_weights(refiner_dir, refiner_dir / "text_encoder", local_files_only=True)
     refiner = Refiner.from_paths(paths, device="cpu", dtype=torch.float32)
     chunked = refiner(

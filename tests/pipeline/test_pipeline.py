@@ -15,9 +15,10 @@ import pytest
 import torch
 from tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH, make_pipeline, source_image
 
+from sana_wm.inference import GenerationRequest
 from sana_wm.camera import action_to_c2w
-from sana_wm.offload import enable_block_streaming
-from sana_wm.pipeline import load_pipeline
+from sana_wm.inference.offload import enable_block_streaming
+from sana_wm.inference.pipeline import load_pipeline
 from sana_wm.utils.image import resize_and_center_crop
 from sana_wm.vae import VideoVAE, to_uint8
 
@@ -102,16 +103,18 @@ def test_matches_diffusers_pipeline(tiny, case: str) -> None:
         **spec["camera"],
     )
     out = make_pipeline(tiny)(
-        image,
-        PROMPT,
-        negative_prompt=spec["negative"],
-        steps=spec["steps"],
-        cfg_scale=spec["cfg"],
-        seed=spec["seed"],
-        height=HEIGHT,
-        width=WIDTH,
+        GenerationRequest.create(
+            image,
+            PROMPT,
+            negative_prompt=spec["negative"],
+            steps=spec["steps"],
+            cfg_scale=spec["cfg"],
+            seed=spec["seed"],
+            height=HEIGHT,
+            width=WIDTH,
+            **spec["camera"],
+        ),
         progress=False,
-        **spec["camera"],
     )
     frames = out.frames.numpy()
     err = (out.latents - ref.latent).abs().max().item()
@@ -131,14 +134,16 @@ def test_matches_diffusers_pipeline(tiny, case: str) -> None:
 
 def test_frames_are_the_vae_decoding_of_the_latents_and_lazy(tiny) -> None:
     out = make_pipeline(tiny)(
-        tiny.image,
-        PROMPT,
-        action="w-4,l-4",
-        intrinsics=INTRINSICS,
-        num_frames=9,
-        steps=2,
-        height=HEIGHT,
-        width=WIDTH,
+        GenerationRequest.create(
+            tiny.image,
+            PROMPT,
+            action="w-4,l-4",
+            intrinsics=INTRINSICS,
+            num_frames=9,
+            steps=2,
+            height=HEIGHT,
+            width=WIDTH,
+        ),
         progress=False,
     )
     assert "decode" not in out.timings  # nothing decoded yet
@@ -185,7 +190,6 @@ def test_load_pipeline_from_disk_gives_the_same_video(tiny, tiny_dirs) -> None:
         seed=3,
         height=HEIGHT,
         width=WIDTH,
-        progress=False,
     )
     loaded = load_pipeline(
         tiny_dirs.model,
@@ -196,14 +200,14 @@ def test_load_pipeline_from_disk_gives_the_same_video(tiny, tiny_dirs) -> None:
         local_files_only=True,
     )
     assert loaded.weights.model == tiny_dirs.model and loaded.weights.config is None
-    got = loaded(tiny.image, PROMPT, **kwargs)
-    want = make_pipeline(tiny)(tiny.image, PROMPT, **kwargs)
+    got = loaded(GenerationRequest.create(tiny.image, PROMPT, **kwargs), progress=False)
+    want = make_pipeline(tiny)(GenerationRequest.create(tiny.image, PROMPT, **kwargs), progress=False)
     assert torch.equal(got.latents, want.latents)
     assert np.array_equal(got.frames.numpy(), want.frames.numpy())
 
 
 def test_prefer_expandable_segments_respects_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sana_wm.offload import ALLOC_CONF, prefer_expandable_segments
+    from sana_wm.inference.offload import ALLOC_CONF, prefer_expandable_segments
 
     monkeypatch.setenv(ALLOC_CONF, "max_split_size_mb:64")
     assert not prefer_expandable_segments("group")

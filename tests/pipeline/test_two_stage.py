@@ -1,4 +1,4 @@
-"""Stage 1 + the refiner (``sana_wm.two_stage``): the refiner library's numbers on the stage-1 latents."""
+"""Stage 1 + the refiner (``sana_wm.inference.two_stage``): the refiner library's numbers on the stage-1 latents."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import torch
 from tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH, make_pipeline
 
 from sana_wm.errors import InputError
-from sana_wm.pipeline import Pipeline
-from sana_wm.refiner import MODES, Refiner, decode_refined, resolve_refiner_weights
-from sana_wm.two_stage import RefinerSettings, check_refiner_settings, generate_two_stage
+from sana_wm.inference import GenerationRequest, RefinerSettings
+from sana_wm.inference.pipeline import Pipeline
+from sana_wm.inference.refiner import Refiner, decode_refined
+from sana_wm.inference.request import REFINER_MODES
+from sana_wm.inference.two_stage import generate_two_stage
+from sana_wm.inference.weights import resolve_refiner_weights
 from sana_wm.vae import VideoVAE
 
 STAGE1 = dict(action="w-8,jw-8", intrinsics=INTRINSICS, num_frames=17, steps=2, height=HEIGHT, width=WIDTH)
@@ -48,17 +51,9 @@ def _direct(paths, latents: torch.Tensor, settings: RefinerSettings) -> torch.Te
 )
 def test_two_stage_is_the_refiner_on_the_stage1_latents(tiny, refiner_paths, settings) -> None:
     pipeline = make_pipeline(tiny)
-    out = generate_two_stage(
-        pipeline,
-        tiny.image,
-        PROMPT,
-        refiner=refiner_paths,
-        settings=settings,
-        seed=5,
-        progress=False,
-        **STAGE1,
-    )
-    stage1 = make_pipeline(tiny)(tiny.image, PROMPT, seed=5, progress=False, **STAGE1)
+    request = GenerationRequest.create(tiny.image, PROMPT, refiner=settings, seed=5, **STAGE1)
+    out = generate_two_stage(pipeline, request, refiner=refiner_paths, progress=False)
+    stage1 = make_pipeline(tiny)(request, progress=False)
     assert torch.equal(out.stage1.latents, stage1.latents)
     want = _direct(refiner_paths, stage1.latents, settings)
     assert torch.equal(out.latents, want)
@@ -82,10 +77,9 @@ def test_a_loaded_refiner_is_used_as_given_and_kept_whole(tiny, refiner_paths) -
     refiner = Refiner.from_paths(refiner_paths, device="cpu", dtype=torch.float32)
     pipeline = make_pipeline(tiny)
     pipeline.refiner_weights = refiner_paths
-    from_paths = generate_two_stage(pipeline, tiny.image, PROMPT, seed=3, progress=False, **STAGE1)
-    given = generate_two_stage(
-        pipeline, tiny.image, PROMPT, refiner=refiner, seed=3, progress=False, **STAGE1
-    )
+    request = GenerationRequest.create(tiny.image, PROMPT, seed=3, **STAGE1)
+    from_paths = generate_two_stage(pipeline, request, progress=False)
+    given = generate_two_stage(pipeline, request, refiner=refiner, progress=False)
     assert refiner.text_encoder is not None
     assert torch.equal(given.latents, from_paths.latents)
     assert np.array_equal(given.frames.numpy(), np.stack(list(decode_refined(pipeline.vae, given.latents))))
@@ -96,41 +90,32 @@ def test_without_refiner_weights_the_call_is_refused_before_stage1(tiny) -> None
         mock.patch.object(Pipeline, "__call__", side_effect=AssertionError("stage 1 ran")),
         pytest.raises(ValueError, match="not loaded with refiner=True"),
     ):
-        generate_two_stage(make_pipeline(tiny), tiny.image, PROMPT, progress=False, **STAGE1)
+        generate_two_stage(
+            make_pipeline(tiny), GenerationRequest.create(tiny.image, PROMPT, **STAGE1), progress=False
+        )
 
 
 @pytest.mark.parametrize(
     ("settings", "num_frames", "message"),
     [
-        (RefinerSettings(), 1, "--num_frames: the refiner needs at least 9 frames (2 latent frames), got 1"),
-        (RefinerSettings(sink_size=3), 17, "--sink_size: must be in [1, 2] for 3 latent frames"),
-        (RefinerSettings(sink_size=0), 17, "--sink_size: must be in [1, 2] for 3 latent frames"),
-        (
-            RefinerSettings(mode="causal"),
-            17,
-            "--refiner_mode: 'causal' is not one of single_shot, chunk_causal",
-        ),
-        (RefinerSettings(block_size=0), 17, "--refiner_block_size: must be >= 1, got 0"),
-        (RefinerSettings(kv_max_frames=1), 17, "--refiner_kv_max_frames: must exceed the sink size 1, got 1"),
-        (RefinerSettings(seed=1.5), 17, "--refiner_seed: must be a whole number, got 1.5"),
+        ({}, 1, "--num_frames: the refiner needs at least 9 frames (2 latent frames), got 1"),
+        ({"sink_size": 3}, 17, "--sink_size: must be in [1, 2] for 3 latent frames"),
+        ({"sink_size": 0}, 17, "--sink_size: must be in [1, 2] for 3 latent frames"),
+        ({"mode": "causal"}, 17, "--refiner_mode: 'causal' is not one of single_shot, chunk_causal"),
+        ({"block_size": 0}, 17, "--refiner_block_size: must be >= 1, got 0"),
+        ({"kv_max_frames": 1}, 17, "--refiner_kv_max_frames: must exceed the sink size 1, got 1"),
+        ({"seed": 1.5}, 17, "--refiner_seed: must be a whole number, got 1.5"),
     ],
 )
-def test_bad_settings_are_refused_before_stage1(tiny, refiner_paths, settings, num_frames, message) -> None:
-    with pytest.raises(InputError) as err:
-        check_refiner_settings(settings, num_frames)
-    assert str(err.value).startswith(message)
-
+def test_bad_settings_are_refused_when_the_request_is_made(tiny, settings, num_frames, message) -> None:
+    """The request cannot be made, so neither stage can run on it."""
     stage1 = {**STAGE1, "num_frames": num_frames}
-    with (
-        mock.patch.object(Pipeline, "__call__", side_effect=AssertionError("stage 1 ran")),
-        pytest.raises(InputError, match="^--"),
-    ):
-        generate_two_stage(
-            make_pipeline(tiny), tiny.image, PROMPT, refiner=refiner_paths, settings=settings, **stage1
-        )
+    with pytest.raises(InputError) as err:
+        GenerationRequest.create(tiny.image, PROMPT, refiner=RefinerSettings(**settings), **stage1)
+    assert str(err.value).startswith(message)
 
 
 def test_the_cli_offers_the_refiner_modes() -> None:
-    from sana_wm.cli.generate import REFINER_MODES
+    from sana_wm.cli.generate import REFINER_MODES as CLI_MODES
 
-    assert REFINER_MODES == MODES
+    assert CLI_MODES == REFINER_MODES == ("single_shot", "chunk_causal")

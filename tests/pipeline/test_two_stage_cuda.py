@@ -8,10 +8,12 @@ import pytest
 import torch
 from tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH
 
-from sana_wm.pipeline import Pipeline
-from sana_wm.refiner import Refiner, resolve_refiner_weights
+from sana_wm.inference import GenerationRequest
+from sana_wm.inference.pipeline import Pipeline
+from sana_wm.inference.refiner import Refiner
+from sana_wm.inference.weights import resolve_refiner_weights
 from sana_wm.text_encoder import TextEncoder
-from sana_wm.two_stage import generate_two_stage
+from sana_wm.inference.two_stage import generate_two_stage
 from sana_wm.vae import VideoVAE
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -31,7 +33,8 @@ def _devices(module: torch.nn.Module) -> set[str]:
 
 def test_release_models_frees_the_gpu_and_the_next_call_takes_them_back(tiny) -> None:
     pipeline = _cuda_pipeline(tiny)
-    before = pipeline(tiny.image, PROMPT, seed=5, progress=False, **STAGE1)
+    request = GenerationRequest.create(tiny.image, PROMPT, seed=5, **STAGE1)
+    before = pipeline(request, progress=False)
     torch.cuda.synchronize()
     allocated = torch.cuda.memory_allocated()
     stage1_bytes = sum(
@@ -44,7 +47,7 @@ def test_release_models_frees_the_gpu_and_the_next_call_takes_them_back(tiny) ->
     assert _devices(pipeline.vae.vae) == {"cuda"}
     assert allocated - torch.cuda.memory_allocated() >= stage1_bytes
 
-    again = pipeline(tiny.image, PROMPT, seed=5, progress=False, **STAGE1)
+    again = pipeline(request, progress=False)
     assert _devices(pipeline.transformer) == _devices(pipeline.text_encoder.model) == {"cuda"}
     torch.testing.assert_close(again.latents, before.latents, rtol=0, atol=1e-5)
 
@@ -53,7 +56,8 @@ def test_release_models_frees_the_gpu_and_the_next_call_takes_them_back(tiny) ->
 def test_two_stage_on_the_gpu_is_the_refiner_on_the_stage1_latents(tiny, refiner_dir, offload) -> None:
     paths = resolve_refiner_weights(refiner_dir, refiner_dir / "text_encoder", local_files_only=True)
     pipeline = _cuda_pipeline(tiny, offload)
-    out = generate_two_stage(pipeline, tiny.image, PROMPT, refiner=paths, seed=5, progress=False, **STAGE1)
+    request = GenerationRequest.create(tiny.image, PROMPT, seed=5, **STAGE1)
+    out = generate_two_stage(pipeline, request, refiner=paths, progress=False)
     assert _devices(pipeline.transformer) == {"cpu"} and out.latents.device.type == "cpu"
     refiner = Refiner.from_paths(paths, device="cuda", dtype=torch.float32)
     want = refiner(out.stage1.latents, PROMPT, progress=False).cpu()

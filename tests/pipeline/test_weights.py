@@ -8,9 +8,10 @@ import pytest
 import torch
 from tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH, make_pipeline
 
+from sana_wm.inference import GenerationRequest
 from sana_wm.errors import InputError
-from sana_wm.pipeline import load_pipeline
-from sana_wm.weights import OFFICIAL_REPO, TEXT_ENCODER_REPO, MissingWeightsError, resolve_weights
+from sana_wm.inference.pipeline import load_pipeline
+from sana_wm.inference.weights import OFFICIAL_REPO, TEXT_ENCODER_REPO, MissingWeightsError, resolve_weights
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -45,8 +46,9 @@ def test_the_release_layout_in_the_cache_loads_without_network(tiny, tiny_dirs, 
     assert pipe.weights.model.parts[-2:] == ("dit", "sana_wm_1600m_720p.safetensors")
     assert COMMIT in str(pipe.weights.vae) and pipe.weights.vae.name == "vae"
     kwargs = dict(action="w-8", intrinsics=INTRINSICS, num_frames=9, steps=2, height=HEIGHT, width=WIDTH)
-    got = pipe(tiny.image, PROMPT, progress=False, **kwargs)
-    want = make_pipeline(tiny)(tiny.image, PROMPT, progress=False, **kwargs)
+    request = GenerationRequest.create(tiny.image, PROMPT, **kwargs)
+    got = pipe(request, progress=False)
+    want = make_pipeline(tiny)(request, progress=False)
     assert torch.equal(got.latents, want.latents)
 
 

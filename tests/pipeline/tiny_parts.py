@@ -71,7 +71,7 @@ def save_tiny_refiner(root: Path) -> Path:
 
 
 def make_pipeline(tiny):
-    from sana_wm.pipeline import Pipeline
+    from sana_wm.inference.pipeline import Pipeline
     from sana_wm.text_encoder import TextEncoder
     from sana_wm.vae import VideoVAE
 

@@ -26,7 +26,7 @@ def parts() -> SimpleNamespace:
 @pytest.fixture(scope="session")
 def refiner(parts):
     """Our refiner on the CPU in float32, short (64-token) prompts to keep the tests fast."""
-    from sana_wm.refiner import Refiner
+    from sana_wm.inference.refiner import Refiner
     from sana_wm.text_encoder import RefinerTextEncoder
 
     text_encoder = RefinerTextEncoder(parts.gemma, parts.tokenizer)

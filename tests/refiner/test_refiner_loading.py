@@ -10,8 +10,9 @@ import torch
 from diffusers import LTX2VideoTransformer3DModel
 
 from sana_wm.errors import InputError
-from sana_wm.refiner import load_refiner, resolve_refiner_weights
-from sana_wm.weights import OFFICIAL_REPO, MissingWeightsError
+from sana_wm.inference.refiner import Refiner
+from sana_wm.inference.weights import resolve_refiner_weights
+from sana_wm.inference.weights import OFFICIAL_REPO, MissingWeightsError
 
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
 
@@ -46,9 +47,8 @@ def _refine(refiner, z: torch.Tensor) -> torch.Tensor:
 
 
 def test_local_folders_load_the_same_refiner(saved, refiner) -> None:
-    loaded = load_refiner(
-        saved, saved / "text_encoder", device="cpu", dtype=torch.float32, local_files_only=True
-    )
+    paths = resolve_refiner_weights(saved, saved / "text_encoder", local_files_only=True)
+    loaded = Refiner.from_paths(paths, device="cpu", dtype=torch.float32)
     assert not any("audio" in name for name, _ in loaded.transformer.named_parameters())
     z = tiny_refiner.latents(5, seed=18)
     assert torch.equal(_refine(loaded, z), _refine(refiner, z))
@@ -62,7 +62,7 @@ def test_the_release_layout_in_the_cache_loads_with_no_arguments(saved, refiner,
     paths = resolve_refiner_weights(local_files_only=True)
     assert paths.transformer.parts[-2:] == ("refiner", "transformer") and COMMIT in str(paths.transformer)
     assert paths.text_encoder == paths.tokenizer and paths.text_encoder.name == "text_encoder"
-    loaded = load_refiner(device="cpu", dtype=torch.float32, local_files_only=True)
+    loaded = Refiner.from_paths(paths, device="cpu", dtype=torch.float32)
     z = tiny_refiner.latents(5, seed=19)
     assert torch.equal(_refine(loaded, z), _refine(refiner, z))
 
@@ -81,7 +81,7 @@ def test_missing_pieces_are_listed_one_per_line(tmp_path, hub_cache) -> None:
         "pass --refiner_checkpoint DIR"
     )
     with pytest.raises(MissingWeightsError) as err:
-        load_refiner(tmp_path / "nowhere", tmp_path / "gemma", local_files_only=True)
+        resolve_refiner_weights(tmp_path / "nowhere", tmp_path / "gemma", local_files_only=True)
     assert [m.flag for m in err.value.missing] == ["--refiner_checkpoint"] * 2 + ["--refiner_gemma_root"]
     last = str(err.value).splitlines()[2]
     assert "--refiner_gemma_root" in last and str(tmp_path / "gemma") in last

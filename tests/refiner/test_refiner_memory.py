@@ -7,7 +7,7 @@ import copy
 import tiny_refiner
 import torch
 
-from sana_wm.refiner import Refiner, video_only
+from sana_wm.inference.refiner import Refiner, video_only
 
 
 def _copy(parts, **kwargs) -> Refiner:

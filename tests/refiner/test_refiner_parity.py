@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.transformers.transformer_sana_wm_refiner import apply_interleaved_rotary_emb
 
-from sana_wm.refiner import REFINER_SIGMAS
+from sana_wm.inference.refiner import REFINER_SIGMAS
 
 PARITY = 1e-5  # float32 on the CPU; measured max |diff| is ~1e-6 on values of magnitude ~4
 

@@ -10,7 +10,7 @@ import torch
 from diffusers.pipelines.sana_wm.refiner import _pack_text_embeds
 
 from sana_wm.errors import InputError
-from sana_wm.refiner import Refiner, RefinerPrompt
+from sana_wm.inference.refiner import Refiner, RefinerPrompt
 from sana_wm.text_encoder import RefinerTextEncoder
 
 LONG = " ".join(f"word{i}" for i in range(30))  # ~200 characters: truncated at 64 tokens

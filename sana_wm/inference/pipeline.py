@@ -21,7 +21,7 @@ Given the same components and a CPU generator, steps 1-8 reproduce diffusers' ``
 float32 the final latents agree to ~5e-6 (tests/pipeline), once diffusers' habit of running its softmax
 attention in bf16 even for float32 models is switched off. Two deliberate differences: guidance is skipped
 only for ``cfg_scale == 1`` (diffusers skips it for any scale <= 1), and intrinsics may be omitted. The
-stage-2 refiner runs after this pipeline: :func:`sana_wm.two_stage.generate_two_stage`.
+stage-2 refiner runs after this pipeline: :func:`sana_wm.inference.two_stage.generate_two_stage`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,42 +41,31 @@ from PIL import Image
 from tqdm import tqdm
 
 from sana_wm.camera import (
-    action_to_c2w,
-    align_num_frames,
     check_fov,
     estimate_intrinsics,
     fit_intrinsics,
-    latent_frames,
     prepare_camera,
     transform_intrinsics_for_crop,
-    validate_c2w,
 )
 from sana_wm.errors import InputError
+from sana_wm.inference.offload import default_memory_plan, enable_block_streaming, on_device
+from sana_wm.inference.request import GenerationRequest, OffloadMode
+from sana_wm.latent_shape import LatentShape, VaeStride
 from sana_wm.models import MemoryPlan, SanaWMConfig, SanaWMTransformer
-from sana_wm.offload import OffloadMode, check_offload, default_memory_plan, enable_block_streaming, on_device
-from sana_wm.ops import Backend, check_backend
+from sana_wm.ops import Backend
 from sana_wm.samplers import cfg_model_fn, flow_sigmas, sample_euler, sample_heun, sample_ltx_euler
-from sana_wm.utils.image import MODEL_HEIGHT, MODEL_WIDTH, resize_and_center_crop
+from sana_wm.utils.device import resolve_device, resolve_dtype
+from sana_wm.utils.image import resize_and_center_crop
+from sana_wm.utils.timing import timed_stage
 
 if TYPE_CHECKING:
-    from sana_wm.refiner import RefinerPaths
+    from sana_wm.inference.weights import RefinerPaths, WeightPaths
     from sana_wm.text_encoder import TextEncoder
     from sana_wm.vae import VideoVAE
-    from sana_wm.weights import WeightPaths
 
 log = logging.getLogger(__name__)
 
 SAMPLERS = {"ltx_euler": sample_ltx_euler, "euler": sample_euler, "heun": sample_heun}
-Sampler = Literal["ltx_euler", "euler", "heun"]
-DEFAULT_FLOW_SHIFT = 9.8
-DTYPES = {
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "float32": torch.float32,
-    "fp32": torch.float32,
-}
 
 
 class DecodedFrames:
@@ -183,7 +171,7 @@ class Pipeline:
         text_encoder: Gemma-2 wrapper; its hidden size must equal the transformer's ``caption_channels``.
         vae: LTX-2 VAE wrapper; its latent channels must equal the transformer's ``in_channels``.
         device: compute device (default: the transformer's).
-        offload: ``"none"``, ``"model"`` or ``"group"`` (see :mod:`sana_wm.offload`); ignored on the CPU.
+        offload: ``"none"``, ``"model"`` or ``"group"`` (see :mod:`~.offload`); ignored on the CPU.
         backend: implementation of the transformer's ops (see ``sana_wm.ops``).
     """
 
@@ -198,8 +186,6 @@ class Pipeline:
         backend: Backend = "torch",
         memory: MemoryPlan | None = None,
     ) -> None:
-        check_offload(offload)
-        check_backend(backend)
         self.device = torch.device(device) if device is not None else _param(transformer).device
         if offload != "none" and self.device.type == "cpu":
             log.warning("--offload %s: ignored, the computation runs on the CPU", offload)
@@ -221,84 +207,35 @@ class Pipeline:
             enable_block_streaming(transformer, self.device)
 
     @torch.no_grad()
-    def __call__(
-        self,
-        image: Image.Image | np.ndarray,
-        prompt: str,
-        *,
-        action: str | None = None,
-        c2w: np.ndarray | None = None,
-        intrinsics: np.ndarray | None = None,
-        num_frames: int = 161,
-        action_mapping: str = "v1",
-        translation_speed: float | None = None,
-        rotation_speed_deg: float | None = None,
-        pitch_limit_deg: float | None = None,
-        seed: int = 42,
-        steps: int = 60,
-        cfg_scale: float = 5.0,
-        flow_shift: float = DEFAULT_FLOW_SHIFT,
-        negative_prompt: str = "",
-        sampler: Sampler = "ltx_euler",
-        height: int = MODEL_HEIGHT,
-        width: int = MODEL_WIDTH,
-        progress: bool = True,
-    ) -> GenerationOutput:
-        """Generate a video that starts at ``image``, follows the camera path and matches ``prompt``.
+    def __call__(self, request: GenerationRequest, *, progress: bool = True) -> GenerationOutput:
+        """Stage 1 of ``request`` (its ``refiner`` settings are not used here): a video of
+        ``request.num_frames`` frames that starts at the image, follows the camera and matches the prompt.
 
-        Args:
-            image: first frame, RGB (PIL image or uint8 ``(H, W, 3)`` array), any size.
-            prompt: text prompt.
-            action: WASD/IJKL action string (``"w-80,jw-40"``), rolled out with ``action_mapping`` and the
-                speed settings; exactly one of ``action`` and ``c2w``.
-            c2w: ``(N, 4, 4)`` camera-to-world poses, OpenCV axes, metres.
-            intrinsics: ``[fx, fy, cx, cy]`` or 3x3 K, or one per frame ``(N, 4)`` / ``(N, 3, 3)``, in pixels
-                of ``image`` as given (before the crop); None estimates them from the image.
-            num_frames: frames to generate at most; the result is ``min(num_frames, poses)`` snapped to 8k+1.
-            seed: noise seed (CPU generator).
-            steps: sampling steps.
-            cfg_scale: guidance scale; 1 means no guidance (one model call per step instead of a pair).
-            flow_shift: timestep shift of the sigma grid.
-            negative_prompt: the prompt guidance steers away from.
-            sampler: ``"ltx_euler"`` (official), ``"euler"`` or ``"heun"``.
-            height, width: output size, multiples of 32 (the released model knows 704 x 1280 only).
-            progress: tqdm bars on stderr for text encoding, each sampling step and decoding.
+        ``progress`` draws tqdm bars on stderr for text encoding, each sampling step and decoding.
         """
-        check_settings(
-            steps=steps,
-            cfg_scale=cfg_scale,
-            flow_shift=flow_shift,
-            sampler=sampler,
-            height=height,
-            width=width,
-            num_frames=num_frames,
-        )
-        if not isinstance(prompt, str) or not isinstance(negative_prompt, str):
-            raise InputError("--prompt: the prompt and the negative prompt must be strings")
-        image = _as_image(image)
+        settings = request.sampling
         self._reacquire_models()
         timings: dict[str, float] = {}
         memory: dict[str, float] = {}
         stage = functools.partial(timed_stage, device=self.device, timings=timings, memory=memory)
 
+        num_frames, height, width = request.num_frames, settings.height, settings.width
         with stage("prepare"):
-            c2w_F44 = _trajectory(
-                action, c2w, action_mapping, translation_speed, rotation_speed_deg, pitch_limit_deg
-            )
-            num_frames = align_num_frames(num_frames, len(c2w_F44))
-            c2w_F44 = c2w_F44[:num_frames]
-            cropped, crop = resize_and_center_crop(image, height, width)
-            source_F4, source = _source_intrinsics(image, intrinsics, num_frames)
+            c2w_F44 = request.c2w_F44
+            cropped, crop = resize_and_center_crop(request.image, height, width)
+            source_F4, source = _source_intrinsics(request.image, request.camera.intrinsics, num_frames)
             intrinsics_F4 = transform_intrinsics_for_crop(source_F4, crop).astype(np.float32)
-            camera_T20, plucker_CThw = prepare_camera(c2w_F44, intrinsics_F4, height, width, self._stride)
+            camera_T20, plucker_CThw = prepare_camera(c2w_F44, intrinsics_F4, height, width, self.stride.thw)
 
-        guided = cfg_scale != 1.0
+        guided = settings.guided
         with stage("text_encode"):
-            text_BLD, text_mask_BL = self._encode_text(prompt, negative_prompt, guided, progress)
+            text_BLD, text_mask_BL = self._encode_text(
+                request.prompt, settings.negative_prompt, guided, progress
+            )
         with stage("vae_encode"):
             first_latent = self._encode_first_frame(cropped)
 
-        noise = self._initial_latents(first_latent, num_frames, height, width, seed)
+        noise = self._initial_latents(first_latent, num_frames, height, width, settings.seed)
         batch = 2 if guided else 1
         camera_B_T20 = camera_T20.to(self.device, self.dtype)[None].repeat(batch, 1, 1)
         plucker_B_CThw = plucker_CThw.to(self.device, self.dtype)[None].repeat(batch, 1, 1, 1, 1)
@@ -321,14 +258,14 @@ class Pipeline:
         cond_mask_T[0] = 1.0  # latent frame 0 is the clean image
         bar = functools.partial(tqdm, desc="denoise", unit="step", disable=not progress)
         with stage("sampling"), self._using(self.transformer, streamed=self.offload == "group"):
-            latents = SAMPLERS[sampler](
-                cfg_model_fn(model_fn, cfg_scale) if guided else model_fn,
+            latents = SAMPLERS[settings.sampler](
+                cfg_model_fn(model_fn, settings.cfg_scale) if guided else model_fn,
                 noise,
-                flow_sigmas(steps, flow_shift),
+                flow_sigmas(settings.steps, settings.flow_shift),
                 cond_mask_T=cond_mask_T,
                 progress=bar,
             )
-        timings["sampling_per_step"] = timings["sampling"] / steps
+        timings["sampling_per_step"] = timings["sampling"] / settings.steps
         return GenerationOutput(
             frames=self.lazy_frames(latents, num_frames, timings=timings, memory=memory, progress=progress),
             c2w=c2w_F44,
@@ -353,7 +290,7 @@ class Pipeline:
         """``num_frames`` uint8 frames decoded from ``latents`` by this pipeline's VAE, at each iteration.
 
         ``decode(vae, latents)`` yields the frames (default ``vae.decode_frames_uint8``; the refined video
-        uses ``sana_wm.refiner.decode_refined``). The VAE is on the compute device while decoding (moved there
+        uses ``refiner.decode_refined``). The VAE is on the compute device while decoding (moved there
         and back when offloading); the decode time and peak memory are stored under ``"decode"``.
         """
 
@@ -391,10 +328,9 @@ class Pipeline:
             self._released = False
 
     @property
-    def _stride(self) -> tuple[int, int, int]:
-        """VAE compression (time, height, width): (8, 32, 32) for LTX-2."""
-        spatial = self.vae.vae.spatial_compression_ratio
-        return (self.vae.vae.temporal_compression_ratio, spatial, spatial)
+    def stride(self) -> VaeStride:
+        """The VAE's compression (8, 32, 32 for LTX-2)."""
+        return VaeStride.of(self.vae.vae)
 
     def _encode_text(
         self, prompt: str, negative_prompt: str, guided: bool, progress: bool
@@ -431,14 +367,7 @@ class Pipeline:
         self, first_latent: torch.Tensor, num_frames: int, height: int, width: int, seed: int
     ) -> torch.Tensor:
         """Noise ``(1, C, T, h, w)`` from a seeded CPU generator in the model dtype; frame 0 = the image."""
-        stride_t, stride_h, stride_w = self._stride
-        shape = (
-            1,
-            first_latent.shape[1],
-            latent_frames(num_frames, stride_t),
-            height // stride_h,
-            width // stride_w,
-        )
+        shape = LatentShape.of_video(num_frames, height, width, first_latent.shape[1], self.stride).batch(1)
         generator = torch.Generator("cpu").manual_seed(int(seed))
         noise = torch.randn(shape, generator=generator, dtype=self.dtype).to(self.device)
         noise[:, :, :1] = first_latent
@@ -464,11 +393,11 @@ def load_pipeline(
     refiner_checkpoint: str | os.PathLike[str] | None = None,
     refiner_gemma_root: str | os.PathLike[str] | None = None,
 ) -> Pipeline:
-    """Load the three components (None = the official release, see :mod:`sana_wm.weights`) into a Pipeline.
+    """Load the three components (None = the official release, see :mod:`~.weights`) into a Pipeline.
 
     With ``refiner`` the stage-2 refiner's folders are looked up too (``refiner_checkpoint``,
-    ``refiner_gemma_root``, see :func:`sana_wm.refiner.resolve_refiner_weights`) and stored as
-    ``pipeline.refiner_weights`` for :func:`sana_wm.two_stage.generate_two_stage`, which loads them after
+    ``refiner_gemma_root``, see :func:`sana_wm.inference.refiner.resolve_refiner_weights`) and stored as
+    ``pipeline.refiner_weights`` for :func:`~.two_stage.generate_two_stage`, which loads them after
     stage 1; anything missing of either stage is reported together, before any weight is loaded.
 
     Args:
@@ -481,18 +410,16 @@ def load_pipeline(
         text_encoder_path: transformers folder with Gemma-2 weights and tokenizer, or URI.
         device: default CUDA when available, else CPU.
         dtype: default bfloat16 on CUDA (the release's precision), float32 on the CPU.
-        offload: see :mod:`sana_wm.offload`.
+        offload: see :mod:`sana_wm.inference.offload`.
         local_files_only: never download (None follows ``HF_HUB_OFFLINE``).
 
     Raises:
-        sana_wm.weights.MissingWeightsError: weights neither local nor cached nor downloadable (one line per
+        MissingWeightsError: weights neither local nor cached nor downloadable (one line per
             missing piece of either stage).
         InputError: unreadable, corrupt or mismatched weights (one line).
     """
-    from sana_wm.weights import load_transformer_weights, model_config, resolve_two_stage_weights
+    from sana_wm.inference.weights import load_transformer_weights, model_config, resolve_two_stage_weights
 
-    check_offload(offload)
-    check_backend(backend)
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     paths, refiner_paths = resolve_two_stage_weights(
@@ -521,81 +448,8 @@ def load_pipeline(
     return pipeline
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> CUDA when available, else the CPU; an unavailable device is an :class:`InputError`."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise InputError(f"--device: {err}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device: {device} requested but CUDA is not available")
-    return resolved
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``None`` -> bfloat16 on CUDA, float32 elsewhere; names as in :data:`DTYPES`."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype is None:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise InputError(f"--dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
-    return DTYPES[dtype]
-
-
 def _param(module: torch.nn.Module) -> torch.Tensor:
     return next(module.parameters())
-
-
-def check_settings(
-    *, steps: int, cfg_scale: float, flow_shift: float, sampler: str, height: int, width: int, num_frames: int
-) -> None:
-    """Validate the numeric generation settings (raises :class:`InputError` naming the CLI flag)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InputError(f"--steps: must be a whole number >= 1, got {steps!r}")
-    if not math.isfinite(cfg_scale):
-        raise InputError(f"--cfg_scale: must be a finite number, got {cfg_scale!r}")
-    if not (math.isfinite(flow_shift) and flow_shift > 0):
-        raise InputError(f"--flow_shift: must be a finite number > 0, got {flow_shift!r}")
-    if sampler not in SAMPLERS:
-        raise InputError(f"--sampler: {sampler!r} is not one of {', '.join(SAMPLERS)}")
-    for name, value in (("height", height), ("width", width)):
-        if value < 32 or value % 32:
-            raise InputError(f"--{name}: must be a positive multiple of 32, got {value}")
-    if num_frames < 1:
-        raise InputError(f"--num_frames: must be >= 1, got {num_frames}")
-
-
-def _as_image(image: Image.Image | np.ndarray) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    array = np.asarray(image)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise InputError(f"--image: expected an RGB uint8 (H, W, 3) array, got {array.dtype} {array.shape}")
-    return Image.fromarray(array)
-
-
-def _trajectory(
-    action: str | None,
-    c2w: np.ndarray | None,
-    mapping: str,
-    translation_speed: float | None,
-    rotation_speed_deg: float | None,
-    pitch_limit_deg: float | None,
-) -> np.ndarray:
-    if (action is None) == (c2w is None):
-        raise InputError("--action/--camera: pass exactly one of an action string and camera poses")
-    if c2w is not None:
-        return validate_c2w(np.asarray(c2w), "--camera")
-    return action_to_c2w(
-        action,
-        mapping=mapping,
-        translation_speed=translation_speed,
-        rotation_speed_deg=rotation_speed_deg,
-        pitch_limit_deg=pitch_limit_deg,
-    )
 
 
 def _source_intrinsics(
@@ -615,20 +469,3 @@ def _pixels(image: Image.Image) -> torch.Tensor:
     """RGB image -> ``(1, 3, H, W)`` float32 in [-1, 1] (``x / 255 * 2 - 1``, the diffusers convention)."""
     array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1)[None] * 2.0 - 1.0
-
-
-@contextlib.contextmanager
-def timed_stage(
-    name: str, *, device: torch.device, timings: dict[str, float], memory: dict[str, float]
-) -> Iterator[None]:
-    """Time a stage (synchronising CUDA so the time is the GPU's too) and record its peak GPU memory."""
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    yield
-    if cuda:
-        torch.cuda.synchronize(device)
-        memory[name] = torch.cuda.max_memory_allocated(device) / 2**30
-    timings[name] = time.perf_counter() - start

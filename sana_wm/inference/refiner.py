@@ -38,7 +38,7 @@ Output: decoding the refined latents gives ``8 (T - 1) + 1`` frames; the first (
 is dropped, so ``F`` requested frames give ``F - 1`` and per-frame data (camera poses, intrinsics) must be
 realigned with :func:`align_to_refined` (``c2w[1:F]``).
 
-Memory: ``offload`` as in :mod:`sana_wm.offload`; ``fp8`` stores the transformer's linear weights as
+Memory: ``offload`` as in :mod:`sana_wm.inference.offload`; ``fp8`` stores the transformer's linear weights as
 ``float8_e4m3fn`` and casts each layer to the compute dtype when it runs (diffusers layerwise casting; norms,
 ``proj_in`` and ``proj_out`` stay in the compute dtype). The audio half of the checkpoint (about 5.8 of 18.9
 billion parameters) is dropped at load time.
@@ -48,12 +48,10 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -63,32 +61,20 @@ from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
 from tqdm import tqdm
 
 from sana_wm.errors import InputError
-from sana_wm.offload import OffloadMode, check_offload, enable_block_streaming, on_device
+from sana_wm.inference.offload import enable_block_streaming, on_device
+from sana_wm.inference.request import OffloadMode, RefinerMode, RefinerSettings
+from sana_wm.inference.weights import RefinerPaths
+from sana_wm.samplers.flow import euler_step, velocity_from_x0, x0_from_velocity
 from sana_wm.text_encoder import REFINER_MAX_LENGTH, RefinerTextEncoder
-from sana_wm.weights import OFFICIAL_REPO, MissingWeightsError, is_hf_uri
+from sana_wm.utils.device import default_device, resolve_dtype
 
 if TYPE_CHECKING:
     from sana_wm.vae import VideoVAE
 
-RefinerMode = Literal["single_shot", "chunk_causal"]
-MODES: tuple[str, ...] = ("single_shot", "chunk_causal")
 REFINER_SIGMAS: tuple[float, ...] = (0.909375, 0.725, 0.421875, 0.0)
-DEFAULT_REFINER_CHECKPOINT = f"hf://{OFFICIAL_REPO}/refiner"
-DEFAULT_REFINER_GEMMA_ROOT = f"hf://{OFFICIAL_REPO}/refiner/text_encoder"
 DROPPED_PIXEL_FRAMES = 1
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 # Name fragments of the audio stream's modules and parameters (top level and in every block).
 _AUDIO_MARKERS = ("audio", "a2v", "v2a", "av_cross")
-
-
-@dataclass(frozen=True)
-class RefinerPaths:
-    """Local folders of the refiner's parts: diffusers ``transformer``, ``connectors``; Gemma-3, tokenizer."""
-
-    transformer: Path
-    connectors: Path
-    text_encoder: Path
-    tokenizer: Path
 
 
 @dataclass(frozen=True)
@@ -97,44 +83,6 @@ class RefinerPrompt:
 
     embeds_1LD: torch.Tensor
     mask_1L: torch.Tensor
-
-
-def resolve_refiner_weights(
-    checkpoint: str | os.PathLike[str] | None = None,
-    gemma_root: str | os.PathLike[str] | None = None,
-    *,
-    local_files_only: bool | None = None,
-) -> RefinerPaths:
-    """Find the refiner's folders locally, in the Hugging Face cache, or on the Hub (None = the release).
-
-    ``checkpoint`` is a folder (or ``hf://`` URI) holding ``transformer/`` and ``connectors/``, by default
-    ``hf://Efficient-Large-Model/SANA-WM_bidirectional/refiner``; ``gemma_root`` a Gemma-3 folder with its
-    tokenizer files (or a sibling ``tokenizer/``), by default that repository's ``refiner/text_encoder``.
-
-    Raises:
-        sana_wm.weights.MissingWeightsError: one line per missing folder, naming ``--refiner_checkpoint`` or
-            ``--refiner_gemma_root``.
-    """
-    from sana_wm.weights import Fetcher
-
-    fetcher = Fetcher(offline=bool(local_files_only))
-    root = str(checkpoint or DEFAULT_REFINER_CHECKPOINT)
-    if not is_hf_uri(root) and Path(root).expanduser().suffix == ".safetensors":
-        raise InputError(
-            f"--refiner_checkpoint: {root} is a file; pass the folder with transformer/ and connectors/"
-        )
-    parts = {}
-    for name in ("transformer", "connectors"):
-        where = f"{root.rstrip('/')}/{name}" if is_hf_uri(root) else Path(root).expanduser() / name
-        parts[name] = fetcher.folder(where, "--refiner_checkpoint")
-    gemma = fetcher.folder(gemma_root or DEFAULT_REFINER_GEMMA_ROOT, "--refiner_gemma_root")
-    if fetcher.missing:
-        raise MissingWeightsError(fetcher.missing)
-    assert gemma is not None and parts["transformer"] is not None and parts["connectors"] is not None
-    tokenizer = gemma
-    if not any((gemma / f).is_file() for f in _TOKENIZER_FILES) and (gemma.parent / "tokenizer").is_dir():
-        tokenizer = gemma.parent / "tokenizer"
-    return RefinerPaths(parts["transformer"], parts["connectors"], gemma, tokenizer)
 
 
 def video_only(transformer: SanaWMLTX2RefinerTransformer3DModel) -> SanaWMLTX2RefinerTransformer3DModel:
@@ -155,9 +103,8 @@ class Refiner:
             removed (:func:`video_only`).
         connectors: LTX-2 text connectors (same dtype).
         text_encoder: Gemma-3 wrapper, or None when only precomputed :class:`RefinerPrompt` are passed.
-        vae: the stage-1 VAE, for :meth:`decode_frames`.
         device: compute device (default: the transformer's).
-        offload: ``"none"``, ``"model"`` or ``"group"`` (see :mod:`sana_wm.offload`). On the CPU nothing moves
+        offload: ``"none"``, ``"model"`` or ``"group"`` (see :mod:`~.offload`). On the CPU nothing moves
             but the hooks still run.
         fp8: store the transformer's weights as float8 (e4m3) and compute in its original dtype.
         text_max_length: Gemma-3 tokens per prompt (the model was trained with 1024).
@@ -169,13 +116,11 @@ class Refiner:
         connectors: LTX2TextConnectors,
         text_encoder: RefinerTextEncoder | None = None,
         *,
-        vae: VideoVAE | None = None,
         device: str | torch.device | None = None,
         offload: OffloadMode = "none",
         fp8: bool = False,
         text_max_length: int = REFINER_MAX_LENGTH,
     ) -> None:
-        check_offload(offload)
         config = transformer.config
         if config.patch_size != 1 or config.patch_size_t != 1:
             raise InputError(
@@ -187,7 +132,6 @@ class Refiner:
         self.transformer = video_only(transformer).eval()
         self.connectors = connectors.eval()
         self.text_encoder = text_encoder
-        self.vae = vae
         self.offload: OffloadMode = offload
         self.fp8 = fp8
         self.text_max_length = text_max_length
@@ -207,16 +151,14 @@ class Refiner:
         cls,
         paths: RefinerPaths,
         *,
-        vae: VideoVAE | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         offload: OffloadMode = "none",
         fp8: bool = False,
     ) -> Refiner:
-        """Load the three parts from local folders (see :func:`resolve_refiner_weights`)."""
-        check_offload(offload)
-        device = torch.device(device) if device is not None else _default_device()
-        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        """Load the three parts from local folders (see :func:`~.weights.resolve_refiner_weights`)."""
+        device = torch.device(device) if device is not None else default_device()
+        dtype = resolve_dtype(dtype, device)
         home = device if offload == "none" else torch.device("cpu")
         loaded = []
         for model_cls, folder in (
@@ -236,7 +178,7 @@ class Refiner:
             local_files_only=True,
             tokenizer_path=paths.tokenizer,
         )
-        return cls(loaded[0], loaded[1], text_encoder, vae=vae, device=device, offload=offload, fp8=fp8)
+        return cls(loaded[0], loaded[1], text_encoder, device=device, offload=offload, fp8=fp8)
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> RefinerPrompt:
@@ -285,16 +227,10 @@ class Refiner:
         Frames ``[0, sink_size)`` are returned unchanged. ``block_size`` and ``kv_max_frames`` only apply to
         ``mode="chunk_causal"``; ``fps`` scales the temporal RoPE (LTX-2 positions are in seconds).
         """
-        num_frames = _check_call(
-            latents_1CThw,
-            self.transformer.config.in_channels,
-            mode,
-            sink_size,
-            block_size,
-            kv_max_frames,
-            sigmas,
-            fps,
+        settings = RefinerSettings(
+            mode=mode, sink_size=sink_size, block_size=block_size, kv_max_frames=kv_max_frames, seed=seed
         )
+        num_frames = _check_call(latents_1CThw, self.transformer.config.in_channels, settings, sigmas, fps)
         text = prompt if isinstance(prompt, RefinerPrompt) else self.encode_prompt(prompt)
         if mode == "single_shot":
             block_size, kv_max_frames = num_frames - sink_size, num_frames
@@ -313,34 +249,8 @@ class Refiner:
                 progress=progress,
             )
 
-    def decode_frames(self, latents_1CThw: torch.Tensor) -> Iterator[np.ndarray]:
-        """:func:`decode_refined` with this refiner's VAE (lazy; the first pixel frame is dropped)."""
-        if self.vae is None:
-            raise ValueError("this Refiner was built without a VAE")
-        return decode_refined(self.vae, latents_1CThw)
-
     def _using(self, module: torch.nn.Module, *, streamed: bool = False) -> AbstractContextManager[None]:
         return on_device(module, self.device, offload=self.offload != "none" and not streamed)
-
-
-def load_refiner(
-    checkpoint: str | os.PathLike[str] | None = None,
-    gemma_root: str | os.PathLike[str] | None = None,
-    *,
-    vae: VideoVAE | None = None,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-    local_files_only: bool | None = None,
-    offload: OffloadMode = "none",
-    fp8: bool = False,
-) -> Refiner:
-    """:func:`resolve_refiner_weights` then :meth:`Refiner.from_paths` (None = the official release).
-
-    ``device`` defaults to CUDA when available, ``dtype`` to bfloat16 on CUDA and float32 elsewhere.
-    """
-    check_offload(offload)
-    paths = resolve_refiner_weights(checkpoint, gemma_root, local_files_only=local_files_only)
-    return Refiner.from_paths(paths, vae=vae, device=device, dtype=dtype, offload=offload, fp8=fp8)
 
 
 def refine_latents(
@@ -387,8 +297,10 @@ def refine_latents(
         for sigma, sigma_next in itertools.pairwise(sigmas):
             v = _forward(transformer, x, start, sigma, prompt, fps, cache, "inject")
             # x0 rounded to the model dtype before the Euler step, as in the official code.
-            x0 = (x.float() - sigma * v.float()).to(dtype)
-            x = (x.float() + (sigma_next - sigma) * (x.float() - x0.float()) / sigma).to(dtype)
+            x0 = x0_from_velocity(x.float(), v.float(), sigma).to(dtype)
+            x = euler_step(x.float(), velocity_from_x0(x.float(), x0.float(), sigma), sigma, sigma_next).to(
+                dtype
+            )
             bar.update(1)
         out[:, :, start:end] = x
         if end == num_frames:
@@ -456,29 +368,16 @@ def _rope(
 def _check_call(
     latents: torch.Tensor,
     channels: int,
-    mode: str,
-    sink_size: int,
-    block_size: int,
-    kv_max_frames: int,
+    settings: RefinerSettings,
     sigmas: Sequence[float],
     fps: float,
 ) -> int:
-    """Validate the refiner arguments (:class:`InputError` naming each); returns the latent frame count."""
+    """Validate what :class:`RefinerSettings` cannot know alone (:class:`InputError` naming each): the
+    latents' shape against the settings, the schedule and the frame rate. Returns the latent frame count."""
     if not isinstance(latents, torch.Tensor) or latents.ndim != 5 or latents.shape[:2] != (1, channels):
         shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
         raise InputError(f"latents: expected shape (1, {channels}, T, h, w), got {shape}")
-    if mode not in MODES:
-        raise InputError(f"--refiner_mode: {mode!r} is not one of {', '.join(MODES)}")
-    if not 1 <= sink_size < latents.shape[2]:
-        raise InputError(
-            f"--sink_size: must be in [1, {latents.shape[2] - 1}] for {latents.shape[2]} latent frames"
-        )
-    if block_size < 1:
-        raise InputError(f"--refiner_block_size: must be >= 1, got {block_size}")
-    if kv_max_frames <= sink_size:
-        raise InputError(
-            f"--refiner_kv_max_frames: must exceed the sink size {sink_size}, got {kv_max_frames}"
-        )
+    settings.check_frames(latents.shape[2])
     values = list(sigmas)
     decreasing = all(a > b for a, b in itertools.pairwise(values))
     if len(values) < 2 or values[-1] != 0.0 or not decreasing or not 0.0 < values[0] <= 1.0:
@@ -505,7 +404,3 @@ def align_to_refined(per_frame: np.ndarray) -> np.ndarray:
     """Per-frame data of the ``F`` stage-1 frames (``c2w (F, 4, 4)``, intrinsics ``(F, 4)``) for the refined
     video: frames ``1 .. F - 1``, i.e. ``c2w[1:F]``."""
     return per_frame[DROPPED_PIXEL_FRAMES:]
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

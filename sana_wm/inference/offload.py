@@ -17,17 +17,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Literal
 
 import torch
 from torch import nn
 
-from sana_wm.errors import InputError
+from sana_wm.inference.request import OffloadMode
 from sana_wm.models import MemoryPlan
-
-OffloadMode = Literal["none", "model", "group"]
-OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "group")
-
 
 ALLOC_CONF = "PYTORCH_CUDA_ALLOC_CONF"
 
@@ -45,11 +40,6 @@ def prefer_expandable_segments(mode: str) -> bool:
         return False
     os.environ[ALLOC_CONF] = "expandable_segments:True"
     return True
-
-
-def check_offload(mode: str) -> None:
-    if mode not in OFFLOAD_MODES:
-        raise InputError(f"--offload: {mode!r} is not one of {', '.join(OFFLOAD_MODES)}")
 
 
 @contextlib.contextmanager

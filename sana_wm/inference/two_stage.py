@@ -1,6 +1,6 @@
 """Stage 1 then the stage-2 refiner: SANA-WM's default output (``sana-wm generate`` without ``--no_refiner``).
 
-:func:`generate_two_stage` runs stage 1 (:class:`~sana_wm.pipeline.Pipeline`, F = 8k + 1 frames) and then
+:func:`generate_two_stage` runs stage 1 (:class:`~.pipeline.Pipeline`, F = 8k + 1 frames) and then
 :func:`refine`, which, in order (timing keys in brackets):
 
 1. frees the GPU of the stage-1 transformer and Gemma-2 (:meth:`Pipeline.release_models`), so the peak GPU
@@ -8,10 +8,10 @@
 2. loads the refiner from its folders with the pipeline's VAE, device, dtype and offload mode
    [``refiner_load``];
 3. encodes the prompt (Gemma-3 + connectors) and drops Gemma-3 [``refine_text``];
-4. refines the stage-1 latents (:class:`sana_wm.refiner.Refiner`) [``refine``], then drops the refiner;
+4. refines the stage-1 latents (:class:`~.refiner.Refiner`) [``refine``], then drops the refiner;
 5. decodes the refined latents lazily without their first pixel frame (the sink anchor): F - 1 frames, whose
    poses and intrinsics are those of stage-1 frames 1 .. F - 1 (``c2w[1:F]``,
-   :func:`sana_wm.refiner.align_to_refined`).
+   :func:`sana_wm.inference.refiner.align_to_refined`).
 
 The refined latents are exactly what the refiner library gives for the stage-1 latents: nothing here
 changes the numbers, only the order in which models occupy the GPU.
@@ -22,107 +22,41 @@ from __future__ import annotations
 import dataclasses
 import logging
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
-from sana_wm.camera import latent_frames
-from sana_wm.camera.trajectory import VAE_TIME_STRIDE
-from sana_wm.errors import InputError
-from sana_wm.pipeline import GenerationOutput, Pipeline, timed_stage
-from sana_wm.refiner import (
-    REFINER_SIGMAS,
-    Refiner,
-    RefinerMode,
-    RefinerPaths,
-    _check_call,
-    align_to_refined,
-    decode_refined,
-    refined_num_frames,
-)
+from sana_wm.inference.pipeline import GenerationOutput, Pipeline
+from sana_wm.inference.refiner import Refiner, align_to_refined, decode_refined, refined_num_frames
+from sana_wm.inference.request import GenerationRequest, RefinerSettings
+from sana_wm.inference.weights import RefinerPaths
+from sana_wm.utils.timing import timed_stage
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RefinerSettings:
-    """How the refiner runs; defaults are the official bidirectional release's.
-
-    Attributes:
-        mode: ``"single_shot"`` (all refined frames attend to each other) or ``"chunk_causal"``.
-        sink_size: clean latent frames kept as the attention sink (``--sink_size``).
-        block_size: latent frames per block in ``chunk_causal`` mode (``--refiner_block_size``).
-        kv_max_frames: sink + history latent frames a ``chunk_causal`` block attends to
-            (``--refiner_kv_max_frames``).
-        seed: seed of the refiner's noise generator, on the compute device (``--refiner_seed``).
-        fp8: store the refiner transformer's weights as float8 (``--refiner_fp8``); only applies when the
-            refiner is loaded here from its folders.
-    """
-
-    mode: RefinerMode = "single_shot"
-    sink_size: int = 1
-    block_size: int = 3
-    kv_max_frames: int = 11
-    seed: int = 42
-    fp8: bool = False
-
-
-def check_refiner_settings(
-    settings: RefinerSettings, num_frames: int, *, fps: float = 16.0, stride: int = VAE_TIME_STRIDE
-) -> None:
-    """Raise :class:`InputError` (naming the flag) unless ``settings`` can refine ``num_frames`` pixel frames.
-
-    The same checks the refiner runs on its input, done before any weight is loaded.
-    """
-    num_latent = latent_frames(num_frames, stride)
-    if num_latent < 2:
-        raise InputError(
-            f"--num_frames: the refiner needs at least {stride + 1} frames (2 latent frames), "
-            f"got {num_frames}; pass --no_refiner for shorter videos"
-        )
-    if isinstance(settings.seed, bool) or not isinstance(settings.seed, int):
-        raise InputError(f"--refiner_seed: must be a whole number, got {settings.seed!r}")
-    # The refiner's own validation, on a tensor that has the latents' shape and no storage.
-    like = torch.empty((1, 1, num_latent, 1, 1), device="meta")
-    _check_call(
-        like,
-        1,
-        settings.mode,
-        settings.sink_size,
-        settings.block_size,
-        settings.kv_max_frames,
-        REFINER_SIGMAS,
-        fps,
-    )
-
-
 def generate_two_stage(
     pipeline: Pipeline,
-    image: Image.Image | np.ndarray,
-    prompt: str,
+    request: GenerationRequest,
     *,
     refiner: Refiner | RefinerPaths | None = None,
-    settings: RefinerSettings = RefinerSettings(),
-    fps: float = 16.0,
     progress: bool = True,
-    **stage1: Any,
 ) -> GenerationOutput:
-    """Stage 1 (``pipeline(image, prompt, **stage1)``) and then :func:`refine`: the refined video.
-
-    ``stage1`` takes the keyword arguments of :meth:`Pipeline.__call__` (``action`` or ``c2w``,
-    ``intrinsics``, ``num_frames``, ``seed``, ``steps``, ...). The settings are checked against the
-    requested frame count (and the refiner's presence) before stage 1 starts. Returns F - 1 frames;
-    ``.stage1`` is stage 1's result.
-    """
+    """Stage 1 of ``request`` and then :func:`refine` with ``request.refiner`` (default settings when None):
+    the refined video of F - 1 frames; ``.stage1`` is stage 1's result."""
     if refiner is None and pipeline.refiner_weights is None:
         raise ValueError("refine: no refiner given and the pipeline was not loaded with refiner=True")
-    stride = pipeline.vae.vae.temporal_compression_ratio
-    check_refiner_settings(settings, int(stage1.get("num_frames", 161)), fps=fps, stride=stride)
-    first = pipeline(image, prompt, progress=progress, **stage1)
-    return refine(pipeline, first, prompt, refiner=refiner, settings=settings, fps=fps, progress=progress)
+    if request.refiner is None:  # the default settings, checked against the frame count like any others
+        request = dataclasses.replace(request, refiner=RefinerSettings())
+    first = pipeline(request, progress=progress)
+    return refine(
+        pipeline,
+        first,
+        request.prompt,
+        refiner=refiner,
+        settings=request.refiner,
+        fps=request.fps,
+        progress=progress,
+    )
 
 
 def refine(
@@ -131,7 +65,7 @@ def refine(
     prompt: str,
     *,
     refiner: Refiner | RefinerPaths | None = None,
-    settings: RefinerSettings = RefinerSettings(),
+    settings: RefinerSettings | None = None,
     fps: float = 16.0,
     progress: bool = True,
 ) -> GenerationOutput:
@@ -154,6 +88,7 @@ def refine(
         F - 1 frames, ``c2w[1:F]``, ``intrinsics[1:F]``, the refined latents (CPU, model dtype), stage 1's
         timings plus ``refiner_load``, ``refine_text`` and ``refine``, and ``stage1``.
     """
+    settings = settings or RefinerSettings()
     if refiner is None:
         refiner = pipeline.refiner_weights
     if refiner is None:
@@ -170,7 +105,6 @@ def refine(
         with stage("refiner_load"):
             refiner = Refiner.from_paths(
                 refiner,
-                vae=pipeline.vae,
                 device=pipeline.device,
                 dtype=pipeline.dtype,
                 offload=pipeline.offload,

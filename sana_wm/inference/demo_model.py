@@ -35,13 +35,15 @@ import torch
 from PIL import Image
 
 from sana_wm.errors import InputError
+from sana_wm.inference.request import SamplingSettings
+from sana_wm.inference.source import Defaults
 
 if TYPE_CHECKING:
-    from sana_wm.pipeline import Pipeline
+    from sana_wm.inference.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
-DEMO_DIR = Path(__file__).resolve().parent / "assets" / "demo"
+DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"
 TRANSFORMER_FILE = "transformer.safetensors"
 VAE_SUBFOLDER = "vae"
 FIRST_FRAME_FILE = "first_frame.png"
@@ -95,17 +97,35 @@ class DemoSettings:
     seed: int = 42
     intrinsics: tuple[float, float, float, float] | None = None
 
-    def pipeline_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :meth:`sana_wm.pipeline.Pipeline.__call__` fixed by the model."""
-        return {
+    def sampling(self, **overrides: Any) -> SamplingSettings:
+        """The stage-1 sampling settings the model was trained for (``overrides`` replace single fields)."""
+        values = {
             "num_frames": self.num_frames,
             "steps": self.steps,
             "cfg_scale": self.cfg_scale,
             "flow_shift": self.flow_shift,
             "sampler": self.sampler,
+            "seed": self.seed,
             "height": self.height,
             "width": self.width,
         }
+        return SamplingSettings(**{**values, **overrides})
+
+    def defaults(self) -> Defaults:
+        """This model's row of the defaults table (:class:`sana_wm.inference.source.Defaults`)."""
+        return Defaults(
+            num_frames=self.num_frames,
+            steps=self.steps,
+            cfg_scale=self.cfg_scale,
+            flow_shift=self.flow_shift,
+            sampler=self.sampler,
+            fps=self.fps,
+            height=self.height,
+            width=self.width,
+            seed=self.seed,
+            action=self.action,
+            action_mapping=self.action_mapping,
+        )
 
     def intrinsics_array(self) -> np.ndarray:
         """The first frame's intrinsics as float32 ``(4,)``; an :class:`InputError` if unknown."""
@@ -235,8 +255,8 @@ def load_demo_pipeline(
     backend: str | None = None,
     cpu_threads: int | None = CPU_THREADS,
 ) -> Pipeline:
-    """Build the stage-1 :class:`~sana_wm.pipeline.Pipeline` from the demo files: our transformer, the small
-    LTX-2-class VAE and :class:`NullTextEncoder`.
+    """Build the stage-1 :class:`~.pipeline.Pipeline` from the demo files: our transformer, the
+    small LTX-2-class VAE and :class:`NullTextEncoder`.
 
     ``backend`` defaults to ``"reference"`` on the CPU (the per-frame GDN loop: on a 6 x 11 latent grid it
     does fewer operations than the log-depth scan) and ``"torch"`` elsewhere; both compute the same numbers.
@@ -244,23 +264,24 @@ def load_demo_pipeline(
     process-wide setting; None leaves it alone.
     """
     folder = _require(directory)
-    from diffusers import AutoencoderKLLTX2Video
-
+    from sana_wm.inference.pipeline import Pipeline
     from sana_wm.models import load_transformer
-    from sana_wm.pipeline import Pipeline, resolve_device
+    from sana_wm.utils.device import resolve_device
     from sana_wm.vae import VideoVAE
 
     device = resolve_device(device)
     if device.type == "cpu" and cpu_threads is not None:
         torch.set_num_threads(cpu_threads)
     transformer = load_transformer(folder / TRANSFORMER_FILE, device=device, dtype=dtype)
-    vae = AutoencoderKLLTX2Video.from_pretrained(str(folder / VAE_SUBFOLDER), torch_dtype=dtype)
+    vae = VideoVAE.from_pretrained(
+        folder, dtype=dtype, device=device, local_files_only=True, subfolder=VAE_SUBFOLDER
+    )
     text_encoder = NullTextEncoder(transformer.config.caption_channels)
     chosen = backend or ("reference" if device.type == "cpu" else "torch")
     return Pipeline(
         transformer,
-        text_encoder,  # type: ignore[arg-type]  # duck-typed TextEncoder
-        VideoVAE(vae.to(device).eval()),
+        text_encoder,
+        vae,
         device=device,
         backend=chosen,  # type: ignore[arg-type]
     )

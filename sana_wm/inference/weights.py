@@ -6,7 +6,7 @@ Components and their defaults (the public release; files land in the normal Hugg
   sana_wm_1600m_720p.safetensors`` with its ``config.yaml`` (``--config``) from the same repository;
 - VAE ``--vae_path``: the ``vae/`` folder of that repository (diffusers ``AutoencoderKLLTX2Video`` format);
 - text encoder ``--text_encoder_path``: ``hf://Efficient-Large-Model/gemma-2-2b-it`` (tokenizer + Gemma-2);
-- stage-2 refiner ``--refiner_checkpoint`` / ``--refiner_gemma_root``: see :mod:`sana_wm.refiner`
+- stage-2 refiner ``--refiner_checkpoint`` / ``--refiner_gemma_root``: the release's ``refiner/`` folder
   (:func:`resolve_two_stage_weights` looks both stages up and reports what is missing of either).
 
 Each argument is a local path or an ``hf://[<type>s/]<namespace>/<name>[@<revision>][/<path>]`` URI. The cache
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     import torch
 
     from sana_wm.models import SanaWMConfig, SanaWMTransformer
-    from sana_wm.refiner import RefinerPaths
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,9 @@ DEFAULT_MODEL_PATH = f"hf://{OFFICIAL_REPO}/dit/sana_wm_1600m_720p.safetensors"
 DEFAULT_CONFIG = f"hf://{OFFICIAL_REPO}/config.yaml"
 DEFAULT_VAE_PATH = f"hf://{OFFICIAL_REPO}/vae"
 DEFAULT_TEXT_ENCODER_PATH = f"hf://{TEXT_ENCODER_REPO}"
+DEFAULT_REFINER_CHECKPOINT = f"hf://{OFFICIAL_REPO}/refiner"
+DEFAULT_REFINER_GEMMA_ROOT = f"hf://{OFFICIAL_REPO}/refiner/text_encoder"
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 
 # What a text-encoder or VAE folder must hold; other files in the repos (pickles, GGUF, ...) are not fetched.
 _FOLDER_PATTERNS = ("*.json", "*.safetensors", "tokenizer.model")
@@ -147,7 +149,7 @@ def resolve_two_stage_weights(
     refiner_gemma_root: str | os.PathLike[str] | None = None,
     local_files_only: bool | None = None,
 ) -> tuple[WeightPaths, RefinerPaths | None]:
-    """:func:`resolve_weights`, then (with ``refiner``) :func:`sana_wm.refiner.resolve_refiner_weights`.
+    """:func:`resolve_weights`, then (with ``refiner``) :func:`resolve_refiner_weights`.
 
     The refiner's paths are None without ``refiner``. After a failed connection the refiner's folders are
     looked up in the cache only.
@@ -165,8 +167,6 @@ def resolve_two_stage_weights(
     except MissingWeightsError as err:
         missing = err.missing
     if refiner:
-        from sana_wm.refiner import resolve_refiner_weights
-
         try:
             refiner_paths = resolve_refiner_weights(
                 refiner_checkpoint, refiner_gemma_root, local_files_only=fetcher.offline
@@ -177,6 +177,52 @@ def resolve_two_stage_weights(
         raise MissingWeightsError(missing)
     assert paths is not None
     return paths, refiner_paths
+
+
+@dataclass(frozen=True)
+class RefinerPaths:
+    """Local folders of the refiner's parts: diffusers ``transformer``, ``connectors``; Gemma-3, tokenizer."""
+
+    transformer: Path
+    connectors: Path
+    text_encoder: Path
+    tokenizer: Path
+
+
+def resolve_refiner_weights(
+    checkpoint: str | os.PathLike[str] | None = None,
+    gemma_root: str | os.PathLike[str] | None = None,
+    *,
+    local_files_only: bool | None = None,
+) -> RefinerPaths:
+    """Find the refiner's folders locally, in the Hugging Face cache, or on the Hub (None = the release).
+
+    ``checkpoint`` is a folder (or ``hf://`` URI) holding ``transformer/`` and ``connectors/``, by default
+    ``hf://Efficient-Large-Model/SANA-WM_bidirectional/refiner``; ``gemma_root`` a Gemma-3 folder with its
+    tokenizer files (or a sibling ``tokenizer/``), by default that repository's ``refiner/text_encoder``.
+
+    Raises:
+        MissingWeightsError: one line per missing folder, naming ``--refiner_checkpoint`` or
+            ``--refiner_gemma_root``.
+    """
+    fetcher = Fetcher(offline=bool(local_files_only))
+    root = str(checkpoint or DEFAULT_REFINER_CHECKPOINT)
+    if not is_hf_uri(root) and Path(root).expanduser().suffix == ".safetensors":
+        raise InputError(
+            f"--refiner_checkpoint: {root} is a file; pass the folder with transformer/ and connectors/"
+        )
+    parts = {}
+    for name in ("transformer", "connectors"):
+        where = f"{root.rstrip('/')}/{name}" if is_hf_uri(root) else Path(root).expanduser() / name
+        parts[name] = fetcher.folder(where, "--refiner_checkpoint")
+    gemma = fetcher.folder(gemma_root or DEFAULT_REFINER_GEMMA_ROOT, "--refiner_gemma_root")
+    if fetcher.missing:
+        raise MissingWeightsError(fetcher.missing)
+    assert gemma is not None and parts["transformer"] is not None and parts["connectors"] is not None
+    tokenizer = gemma
+    if not any((gemma / f).is_file() for f in _TOKENIZER_FILES) and (gemma.parent / "tokenizer").is_dir():
+        tokenizer = gemma.parent / "tokenizer"
+    return RefinerPaths(parts["transformer"], parts["connectors"], gemma, tokenizer)
 
 
 def model_config(
