@@ -4,7 +4,7 @@
     python scripts/train_demo_model.py --out DIR --tiny --device cpu  # the whole procedure in seconds
     python scripts/train_demo_model.py --out DIR2 --init_from DIR     # a second DiT budget (same VAE)
 
-Recipe (numbers: ``sana_wm.demo_training.recipe.full``; phases: ``sana_wm.demo_training.run``):
+Recipe (numbers: ``demo_training.recipe.full``; phases: ``demo_training.run``):
 
 - Data: procedural worlds (``sana_wm.worlds``) along random camera paths (action strings under both key
   mappings and smooth free paths), 81-frame clips at 192 x 352 (the 704 x 1280 aspect to 1 %; 176 x 320 is
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from sana_wm.demo_training.recipe import full, tiny
-    from sana_wm.demo_training.run import train_demo_model
+    from demo_training.recipe import full, tiny
+    from demo_training.run import train_demo_model
     from sana_wm.errors import InputError
 
     out: Path = args.out

@@ -7,9 +7,8 @@ camera tensors of :func:`sana_wm.data.camera.clip_camera_tensors` (metric scale,
 to the latent grid, exactly as the official reader). Reading is a pure function of the index (and
 ``seed``), so any worker can read any sample.
 
-:class:`ResumableSampler` gives the sample order: a seeded permutation per epoch, split across ranks,
-with ``state_dict`` / ``load_state_dict`` of its position so an interrupted run continues with exactly the
-samples it had not seen yet.
+The sample order (a seeded permutation per epoch, split across ranks, resumable) is the trainer's:
+:class:`sana_wm.train.dataset.PlannedSampler`.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,55 +225,3 @@ class ZipLatentDataset(torch.utils.data.Dataset):
         if self.with_chunk_plucker:
             sample["chunk_plucker"] = plucker
         return sample
-
-
-class ResumableSampler(torch.utils.data.Sampler[int]):
-    """Dataset indices in a seeded order, split across ranks, resumable mid-epoch.
-
-    Epoch e's order is ``torch.randperm(n)`` under seed ``seed + e`` (or ``0..n-1`` without shuffling),
-    cut to a multiple of ``world_size`` (drop-last) and dealt round-robin: rank r gets positions
-    ``r, r + world_size, ...``. Iterating yields the rest of the current epoch from the saved position,
-    then moves to the next epoch. ``state_dict()`` is ``{"epoch", "position"}``: the number of this rank's
-    samples of the epoch already handed out. With a prefetching ``DataLoader`` the sampler runs ahead of
-    the training step; save ``{"epoch": e, "position": samples_consumed}`` from the training loop instead
-    (``state_dict(consumed=n)`` does that).
-    """
-
-    def __init__(
-        self, num_items: int, *, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1
-    ) -> None:
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside world_size {world_size}")
-        self.num_items, self.seed, self.shuffle = num_items, seed, shuffle
-        self.rank, self.world_size = rank, world_size
-        self.epoch, self.position = 0, 0
-
-    def __len__(self) -> int:
-        return self.num_items // self.world_size
-
-    def epoch_indices(self, epoch: int) -> list[int]:
-        """This rank's indices of ``epoch`` in order."""
-        if self.shuffle:
-            order = torch.randperm(self.num_items, generator=torch.Generator().manual_seed(self.seed + epoch))
-        else:
-            order = torch.arange(self.num_items)
-        usable = len(self) * self.world_size
-        return order[:usable][self.rank :: self.world_size].tolist()
-
-    def __iter__(self) -> Iterator[int]:
-        indices = self.epoch_indices(self.epoch)
-        while self.position < len(indices):
-            self.position += 1
-            yield indices[self.position - 1]
-        self.epoch, self.position = self.epoch + 1, 0
-
-    def state_dict(self, consumed: int | None = None) -> dict[str, int]:
-        position = self.position if consumed is None else consumed
-        return {"epoch": self.epoch, "position": position, "seed": self.seed}
-
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
-        if int(state.get("seed", self.seed)) != self.seed:
-            raise ValueError(f"sampler state has seed {state['seed']}, this sampler uses {self.seed}")
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        if not 0 <= self.position <= len(self):
-            raise ValueError(f"sampler position {self.position} outside 0..{len(self)}")

@@ -14,7 +14,6 @@ dropped). Every camera therefore sits at least ``CLEARANCE_M`` from every object
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -187,18 +186,4 @@ def sample_world(rng: np.random.Generator, c2w_F44: np.ndarray) -> World:
         fog_m=float(rng.uniform(40.0, 150.0)),
         labels=tuple(box_labels + cylinder_labels + sphere_labels),
         sky_name=sky_name,
-    )
-
-
-def without_objects(world: World) -> World:
-    """The same ground, sky and light with every object removed."""
-    return dataclasses.replace(
-        world,
-        boxes_N7=np.zeros((0, 7), np.float32),
-        box_material=np.zeros(0, np.int64),
-        cylinders_N5=np.zeros((0, 5), np.float32),
-        cylinder_material=np.zeros(0, np.int64),
-        spheres_N4=np.zeros((0, 4), np.float32),
-        sphere_material=np.zeros(0, np.int64),
-        labels=(),
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sana_wm.data import ResumableSampler, ZipLatentDataset, write_camera_sidecar
+from sana_wm.data import ZipLatentDataset, write_camera_sidecar
 from sana_wm.data.layout import npz_bytes, numeric_score, write_json, write_zip
 from sana_wm.worlds.paths import yaw_pitch_to_rotation
 
@@ -178,29 +178,6 @@ def test_mixed_caption_choice_is_seeded_and_weighted(tmp_path) -> None:
     assert 0.6 < first.count("long") / 100 < 0.9
 
 
-def test_sampler_resumes_exactly_and_splits_ranks(tmp_path) -> None:
-    full = ResumableSampler(10, seed=4)
-    uninterrupted = list(full) + list(full)  # two epochs
-    assert sorted(uninterrupted[:10]) == list(range(10)) and uninterrupted[:10] != uninterrupted[10:]
-    first = ResumableSampler(10, seed=4)
-    seen = []
-    for index in first:
-        seen.append(index)
-        if len(seen) == 7:
-            break
-    state = first.state_dict()
-    assert state == {"epoch": 0, "position": 7, "seed": 4}
-    resumed = ResumableSampler(10, seed=4)
-    resumed.load_state_dict(state)
-    seen += list(resumed) + list(resumed)
-    assert seen == uninterrupted and resumed.state_dict()["epoch"] == 2
-    ranks = [ResumableSampler(11, seed=0, rank=r, world_size=3).epoch_indices(0) for r in range(3)]
-    assert sorted(sum(ranks, [])) == sorted(ResumableSampler(11, seed=0).epoch_indices(0)[:9])
-    assert all(len(r) == 3 for r in ranks)
-    with pytest.raises(ValueError, match="seed"):
-        ResumableSampler(10, seed=5).load_state_dict(state)
-
-
 def test_dataloader_batches_samples(tmp_path) -> None:
     raw, cache = tmp_path / "raw", tmp_path / "cache"
     z = np.ones((2, 2, 1, 1), np.float32)
@@ -208,7 +185,7 @@ def test_dataloader_batches_samples(tmp_path) -> None:
         raw, cache, "s", {f"k{i}": ({"prompt": f"p{i}", "width": 32, "height": 32}, z * i) for i in range(4)}
     )
     dataset = ZipLatentDataset(raw, cache)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=2, sampler=ResumableSampler(4, shuffle=False))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, shuffle=False)
     batch = next(iter(loader))
     assert batch["prompt"] == ["p0", "p1"]
     assert batch["latents"].shape == (2, 2, 2, 1, 1) and batch["latents"][1].eq(1).all()

@@ -10,7 +10,7 @@ import torch
 
 from sana_wm.camera import prepare_camera
 from sana_wm.inference.demo_model import null_text
-from sana_wm.demo_training.data import (
+from demo_training.data import (
     CpuRenderPool,
     LatentClips,
     RenderedClip,
@@ -18,7 +18,7 @@ from sana_wm.demo_training.data import (
     render_clip,
     variant,
 )
-from sana_wm.demo_training.evaluate import (
+from demo_training.evaluate import (
     correlation,
     mirrored_action,
     motion,
@@ -26,9 +26,9 @@ from sana_wm.demo_training.evaluate import (
     psnr,
     sign_agreement,
 )
-from sana_wm.demo_training.recipe import dit_config, tiny, vae_config
-from sana_wm.demo_training.run import fill_model_card
-from sana_wm.demo_training.vae_training import (
+from demo_training.recipe import dit_config, tiny, vae_config
+from demo_training.run import fill_model_card
+from demo_training.vae_training import (
     build_vae,
     init_for_training,
     load_vae,

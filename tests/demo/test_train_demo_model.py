@@ -18,7 +18,7 @@ from sana_wm.inference.demo_model import (
     load_demo_pipeline,
     read_demo_settings,
 )
-from sana_wm.demo_training.recipe import dit_config, tiny
+from demo_training.recipe import dit_config, tiny
 from sana_wm.models import SanaWMConfig
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_demo_model.py"

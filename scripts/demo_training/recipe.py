@@ -37,7 +37,7 @@ class DemoRecipe:
     random single frames for the first ``vae_image_fraction`` of its time, then on ``vae_batch`` random
     ``vae_window_frames``-frame windows, with L1 + ``vae_grad_weight`` x L1 of image gradients
     + ``vae_lowpass_weight`` x L1 of 8 x 8 block means + ``vae_chroma_weight`` x L1 of their chroma
-    + ``vae_kl_weight`` x KL (per-element means; :func:`sana_wm.demo_training.vae_training.vae_loss`),
+    + ``vae_kl_weight`` x KL (per-element means; :func:`demo_training.vae_training.vae_loss`),
     AdamW, linear warm-up then cosine to 10 % over its time budget, from diffusers' initialisation with the
     decoder output started at the mean colour.
 

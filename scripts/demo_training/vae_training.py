@@ -36,8 +36,8 @@ import torch
 from diffusers import AutoencoderKLLTX2Video
 from torch import Tensor
 
-from sana_wm.demo_training.data import VARIANTS, RenderedClip, camera_tensors, to_video, variant
-from sana_wm.demo_training.recipe import DemoRecipe, vae_config
+from demo_training.data import VARIANTS, RenderedClip, camera_tensors, to_video, variant
+from demo_training.recipe import DemoRecipe, vae_config
 from sana_wm.errors import InputError
 
 log = logging.getLogger("sana_wm")

@@ -1,4 +1,4 @@
-"""One demo-model training run, phase by phase, inside a wall-clock budget (see :mod:`sana_wm.demo_training`).
+"""One demo-model training run, phase by phase, inside a wall-clock budget (see :mod:`demo_training`).
 
 Phases and their share of the budget ``T`` (``minutes · 60``), all timed from the start of the run:
 
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sana_wm.demo_training.data import (
+from demo_training.data import (
     CpuRenderPool,
     LatentClips,
     RenderedClip,
@@ -42,9 +42,9 @@ from sana_wm.demo_training.data import (
     render_clip,
     render_for,
 )
-from sana_wm.demo_training.evaluate import mirrored_action, motion_metrics
-from sana_wm.demo_training.recipe import DemoRecipe, dit_run_config
-from sana_wm.demo_training.vae_training import (
+from demo_training.evaluate import mirrored_action, motion_metrics
+from demo_training.recipe import DemoRecipe, dit_run_config
+from demo_training.vae_training import (
     build_vae,
     encode_clips,
     load_vae,
