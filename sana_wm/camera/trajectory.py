@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from sana_wm.latent_shape import LTX2_STRIDE, latent_frames
+
 logger = logging.getLogger(__name__)
 
-VAE_TIME_STRIDE = 8
 
-
-def snap_num_frames(n: int, stride: int = VAE_TIME_STRIDE, upper_bound: int | None = None) -> int:
+def snap_num_frames(n: int, stride: int = LTX2_STRIDE.time, upper_bound: int | None = None) -> int:
     """Snap ``n`` to the nearest count of the form ``stride * k + 1``.
 
     Ties go up. When the rounded-up value exceeds ``upper_bound`` the rounded-down one is used. The result
@@ -27,7 +27,7 @@ def snap_num_frames(n: int, stride: int = VAE_TIME_STRIDE, upper_bound: int | No
     return max(snapped, 1)
 
 
-def align_num_frames(requested: int, trajectory_len: int, stride: int = VAE_TIME_STRIDE) -> int:
+def align_num_frames(requested: int, trajectory_len: int, stride: int = LTX2_STRIDE.time) -> int:
     """Frames to generate: ``min(requested, trajectory_len)`` snapped to ``stride * k + 1`` poses or fewer.
 
     Logs a warning when the result differs from ``requested``.
@@ -47,6 +47,4 @@ def align_num_frames(requested: int, trajectory_len: int, stride: int = VAE_TIME
     return num_frames
 
 
-def latent_frames(num_frames: int, stride: int = VAE_TIME_STRIDE) -> int:
-    """Latent frames the causal VAE makes of ``num_frames`` pixel frames: ``(n - 1) // stride + 1``."""
-    return (num_frames - 1) // stride + 1
+__all__ = ["align_num_frames", "latent_frames", "snap_num_frames"]

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from sana_wm.camera import prepare_camera
+from sana_wm.latent_shape import LTX2_STRIDE
 
-VAE_STRIDE_THW = (8, 32, 32)
+VAE_STRIDE_THW = LTX2_STRIDE.thw
 
 
 def clip_camera_tensors(
