@@ -1,7 +1,6 @@
 """What both sides of a transformer benchmark run on: random weights, one random clip, the diffusers peer.
 
-Shape letters: ``B`` batch, ``C`` latent channels, ``T`` latent frames, ``h``/``w`` latent grid, ``L`` text
-tokens, ``K`` caption channels.
+Shape letters: docs/conventions.md.
 
 Weights are the official init plus a small perturbation of every parameter (so the zero-initialised camera
 paths matter), rounded to bf16 values; inputs are rounded to bf16 values too, so fp32 and bf16 runs, ours and

@@ -1,8 +1,6 @@
 """Analytic FLOP count of one forward of the stage-1 transformer, per component, from the config and the clip.
 
-Shape letters: ``B`` batch, ``T`` latent frames, ``h``/``w`` latent grid, ``S`` tokens per frame (``h·w``),
-``M`` video tokens per sample (``T·S``), ``L`` text tokens, ``D`` model width, ``C`` latent channels, ``K``
-caption channels, ``N`` self-attention heads, ``E`` head dim (``V = E`` value dim), ``H`` FFN hidden width.
+Shape letters: docs/conventions.md.
 
 Counting rules (multiply-add = 2 FLOPs; "model FLOPs": what the math needs, not what an implementation does):
 

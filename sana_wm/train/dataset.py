@@ -1,7 +1,6 @@
 """What the trainer needs from a dataset, the sample order, and the datasets a run config can name.
 
-Shape letters: ``C`` latent channels, ``T`` latent frames, ``h``/``w`` latent grid, ``L`` text tokens, ``D``
-caption channels.
+Shape letters: docs/conventions.md.
 
 A :class:`TrainingDataset` is any map-style dataset whose samples hold ``latents`` (C, T, h, w),
 ``camera_conditions`` (T, 20), ``chunk_plucker`` (48, T, h, w), and either ``text`` (L, D) + ``text_mask``

@@ -1,7 +1,6 @@
 """Stage-1 training objective: rectified-flow velocity matching with SANA-WM's conditioning recipe.
 
-Shape letters: ``B`` batch, ``C`` latent channels, ``T`` latent frames, ``h``/``w`` latent grid, ``K`` chunks,
-``L`` text tokens, ``D`` caption channels.
+Shape letters: docs/conventions.md. In the prose below ``K`` and ``L`` are counts of chunks, not dimensions.
 
 Per sample (official ``train_sana_wm_stage1.py``, task "df"):
 
