@@ -33,6 +33,8 @@ from torch import nn
 
 from sana_wm.errors import InputError
 from sana_wm.models import SanaWMConfig, SanaWMTransformer, save_transformer
+from sana_wm.train import safe_dcp
+from sana_wm.train.safe_dcp import SafeReader
 
 CHECKPOINTS = "checkpoints"
 CONFIG_FILE = "run_config.json"
@@ -153,7 +155,12 @@ def save_checkpoint(
 
 
 def _saved_keys(path: Path) -> set[str]:
-    return set(dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata)
+    return set(SafeReader(str(path)).read_metadata().state_dict_metadata)
+
+
+def _safe_load(state: dict[str, Any], path: Path, **kwargs: Any) -> None:
+    """``dcp.load`` that runs no code from the checkpoint (:mod:`sana_wm.train.safe_dcp`)."""
+    safe_dcp.load(state, str(path), **kwargs)
 
 
 def load_checkpoint(
@@ -176,7 +183,7 @@ def load_checkpoint(
     if rng:
         state["rng"] = rng
     with _quiet_single_process():
-        dcp.load(state, checkpoint_id=str(path), **_dcp_kwargs())
+        _safe_load(state, path, **_dcp_kwargs())
     set_model_state_dict(model, state["model"])
     set_optimizer_state_dict(model, optimizer, state["optim"])
     if f"rank{rank}_cpu" in rng:
@@ -225,7 +232,7 @@ def export_inference(checkpoint: str | Path, out_path: str | Path, *, weights: s
             raise InputError(f"checkpoint {path}: has no EMA weights (export with --weights model)")
         state["ema"] = {name: torch.empty_like(p) for name, p in model.named_parameters()}
     with _quiet_single_process():
-        dcp.load(state, checkpoint_id=str(path), no_dist=True)
+        _safe_load(state, path, no_dist=True)
     full = dict(state["model"])
     full.update(state.get("ema", {}))
     model.load_state_dict(full)
