@@ -53,6 +53,7 @@ _STILL = 1e-4
 
 CORNERS = ("bottom-left", "bottom-right", "top-left", "top-right")
 DEFAULT_KEY_LABELS = ("W", "A", "S", "D")
+_KEY_ORDER = ("forward", "left", "back", "right")  # of the key boxes and of ``key_labels``
 # What the HUD's strafe keys are called under each action mapping (yaw is the joystick in both).
 HUD_KEY_LABELS = {"v1": ("W", "A", "S", "D"), "v2": ("W", "J", "S", "L")}
 
@@ -204,7 +205,9 @@ def draw_hud(
         raise InputError(f"key_labels: need 4 labels (forward, left, back, right), got {len(labels)}")
     height, width = frame_HW3.shape[:2]
     layout = hud_layout(height, width, corner)
-    pressed = tuple(bool(v > 0.5) for v in row[:4])
+    # Control columns are (forward, back, left, right); key boxes and labels go (forward, left, back, right).
+    state = dict(zip(CONTROL_COLUMNS[:4], (bool(v > 0.5) for v in row[:4]), strict=True))
+    pressed = tuple(state[name] for name in _KEY_ORDER)
     base_rgb, base_a = _base_sprite(height, width, corner, labels, pressed)
     x0, y0, x1, y1 = layout.bbox
 
@@ -274,7 +277,7 @@ def _base_sprite(
     k = layout.key_size
     line = max(1, round(k / 28 * _SS))
     font = _font(0.5 * k * _SS)
-    for name, label, down in zip(("forward", "left", "back", "right"), labels, pressed, strict=True):
+    for name, label, down in zip(_KEY_ORDER, labels, pressed, strict=True):
         bx0, by0, bx1, by1 = layout.keys[name]
         rect = [(bx0 - x0) * _SS, (by0 - y0) * _SS, (bx1 - x0) * _SS - 1, (by1 - y0) * _SS - 1]
         fill, text, outline = _PRESSED_STYLE if down else _RELEASED_STYLE

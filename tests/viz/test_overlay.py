@@ -255,3 +255,70 @@ def test_v2_coasting_tail_unlights_keys_and_stick_after_release() -> None:
     np.testing.assert_allclose(controls[1:, 4][held], speed[held], atol=0.01)
     assert not controls[1:, 4][stopped].any()
     assert not controls[:, 1:4].any() and not controls[:, 5].any()
+
+
+def _lit_keys(frame: np.ndarray) -> set[str]:
+    """The key boxes drawn pressed (a bright fill) in ``frame`` drawn over black."""
+    layout = hud_layout(*frame.shape[:2])
+    lit = set()
+    for name, (bx0, by0, bx1, by1) in layout.keys.items():
+        m = (bx1 - bx0) // 5
+        if np.median(frame[by0 + m : by1 - m, bx0 + m : bx1 - m].mean(axis=-1)) > 200:
+            lit.add(name)
+    return lit
+
+
+def _knob_offset(frame: np.ndarray, blank: np.ndarray) -> tuple[float, float]:
+    """Where the knob sits relative to the ring centre (x right, y up), in stick-radius units."""
+    layout = hud_layout(*frame.shape[:2])
+    cx, cy = layout.stick_center
+    r = layout.stick_radius
+    y0, x0 = round(cy - r), round(cx - r)
+    window = frame[y0 : round(cy + r), x0 : round(cx + r)].mean(axis=-1)
+    window = window - blank[y0 : round(cy + r), x0 : round(cx + r)].mean(axis=-1)
+    ys, xs = np.nonzero(window > 60)
+    if len(xs) == 0:  # the knob is where it is on frame 0: centred
+        return 0.0, 0.0
+    return (float(xs.mean()) + x0 - cx) / r, (cy - float(ys.mean()) - y0) / r
+
+
+# Every key of both mappings: which box lights and which way the stick moves.
+KEY_CASES = [
+    ("v1", "w", "W", {"forward"}, (0, 0)),
+    ("v1", "s", "S", {"back"}, (0, 0)),
+    ("v1", "a", "A", {"left"}, (0, 0)),
+    ("v1", "d", "D", {"right"}, (0, 0)),
+    ("v1", "j", None, set(), (-1, 0)),
+    ("v1", "l", None, set(), (1, 0)),
+    ("v1", "i", None, set(), (0, 1)),
+    ("v1", "k", None, set(), (0, -1)),
+    ("v2", "w", "W", {"forward"}, (0, 0)),
+    ("v2", "s", "S", {"back"}, (0, 0)),
+    ("v2", "j", "J", {"left"}, (0, 0)),
+    ("v2", "l", "L", {"right"}, (0, 0)),
+    ("v2", "a", None, set(), (-1, 0)),
+    ("v2", "d", None, set(), (1, 0)),
+    ("v2", "i", None, set(), (0, 1)),
+    ("v2", "k", None, set(), (0, -1)),
+]
+
+
+@pytest.mark.parametrize(("mapping", "key", "label", "lit", "stick"), KEY_CASES)
+def test_every_key_lights_its_own_box_and_turns_the_stick_its_way(mapping, key, label, lit, stick) -> None:
+    from sana_wm.camera import action_to_c2w
+    from sana_wm.viz.overlay import HUD_KEY_LABELS
+
+    c2w = action_to_c2w(f"{key}-12", mapping=mapping)
+    frames = [np.zeros((360, 640, 3), np.uint8)] * len(c2w)
+    drawn = list(apply_overlay(frames, c2w, key_labels=HUD_KEY_LABELS[mapping]))
+    frame = drawn[6]  # mid-segment
+    assert _lit_keys(frame) == lit
+    if label is not None:  # the lit box carries the key's own letter
+        names = ("forward", "left", "back", "right")
+        assert HUD_KEY_LABELS[mapping][names.index(next(iter(lit)))] == label
+    dx, dy = _knob_offset(frame, drawn[0])
+    if stick == (0, 0):
+        assert abs(dx) < 0.1 and abs(dy) < 0.1
+    else:
+        assert np.sign(round(dx, 1)) == stick[0] and np.sign(round(dy, 1)) == stick[1]
+        assert max(abs(dx), abs(dy)) > 0.3
