@@ -91,7 +91,11 @@ class TextEncoder(_GemmaBackbone):
                 source, subfolder=tokenizer_subfolder, local_files_only=local_files_only
             )
             model = AutoModel.from_pretrained(
-                source, subfolder=model_subfolder, dtype=dtype, local_files_only=local_files_only
+                source,
+                subfolder=model_subfolder,
+                dtype=dtype,
+                local_files_only=local_files_only,
+                use_safetensors=True,  # never a pickle .bin
             )
         except OSError as err:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -190,7 +194,9 @@ class RefinerTextEncoder(_GemmaBackbone):
             tokenizer = AutoTokenizer.from_pretrained(
                 str(tokenizer_path or path), local_files_only=local_files_only
             )
-            model = AutoModel.from_pretrained(str(path), dtype=dtype, local_files_only=local_files_only)
+            model = AutoModel.from_pretrained(
+                str(path), dtype=dtype, local_files_only=local_files_only, use_safetensors=True
+            )
         except OSError as err:
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise InputError(f"--refiner_gemma_root {str(path)!r}: {first_line}") from err

@@ -24,8 +24,9 @@ import torch
 from diffusers import AutoencoderKLLTX2Video
 
 from sana_wm.errors import InputError
+from sana_wm.latent_shape import LTX2_STRIDE, VaeStride
 
-LATENT_STRIDE_THW: tuple[int, int, int] = (8, 32, 32)
+LATENT_STRIDE_THW: tuple[int, int, int] = LTX2_STRIDE.thw
 
 
 class VideoVAE:
@@ -44,8 +45,7 @@ class VideoVAE:
         tile_sample_min_size: int = 512,
         tile_sample_stride_size: int = 448,
     ) -> None:
-        spatial = vae.spatial_compression_ratio
-        strides = (vae.temporal_compression_ratio, spatial, spatial)
+        strides = VaeStride.of(vae).thw
         if strides != LATENT_STRIDE_THW:
             # diffusers derives 16/64 from the block layout when the config leaves the ratios unset.
             raise ValueError(f"VAE compression (T, H, W) must be {LATENT_STRIDE_THW}, got {strides}")

@@ -117,3 +117,14 @@ def test_bad_inputs_raise_input_error(parts, tmp_path) -> None:
         enc.encode([], use_chi_prompt=False)
     with pytest.raises(InputError, match="^text encoder"):
         TextEncoder.from_pretrained(tmp_path / "missing", local_files_only=True)
+
+
+def test_a_folder_with_pickled_weights_only_is_refused(tmp_path, parts) -> None:
+    """transformers would fall back to unpickling ``pytorch_model.bin``: we never do."""
+    model, tokenizer = parts
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(InputError, match="text encoder .*safetensors"):
+        TextEncoder.from_pretrained(tmp_path, local_files_only=True)

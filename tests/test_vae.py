@@ -101,3 +101,13 @@ def test_bad_inputs() -> None:
         next(ours.decode_frames_uint8(torch.zeros(2, 8, 2, 2, 2)))
     with pytest.raises(InputError, match="^vae"):
         VideoVAE.from_pretrained("/nonexistent/sana-wm-vae", local_files_only=True)
+
+
+def test_a_folder_with_pickled_weights_only_is_refused(tmp_path) -> None:
+    """diffusers would fall back to unpickling ``diffusion_pytorch_model.bin``: we never do."""
+    vae = _tiny_vae()
+    vae.save_pretrained(tmp_path / "vae")
+    (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    torch.save(vae.state_dict(), tmp_path / "vae" / "diffusion_pytorch_model.bin")
+    with pytest.raises(InputError, match="vae .*safetensors"):
+        VideoVAE.from_pretrained(tmp_path, local_files_only=True, dtype=torch.float32)

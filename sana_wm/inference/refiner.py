@@ -166,7 +166,9 @@ class Refiner:
             (LTX2TextConnectors, paths.connectors),
         ):
             try:
-                model = model_cls.from_pretrained(str(folder), torch_dtype=dtype, local_files_only=True)
+                model = model_cls.from_pretrained(
+                    str(folder), torch_dtype=dtype, local_files_only=True, use_safetensors=True
+                )
             except (OSError, ValueError) as err:
                 first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise InputError(f"--refiner_checkpoint {str(folder)!r}: {first_line}") from err
