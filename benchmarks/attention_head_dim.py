@@ -4,7 +4,7 @@
    with zeros, scale 1/√112 passed explicitly, the output sliced back; the padding copies are timed too),
    for one head group of the lean plan (5 heads) and for all 20 heads, in the model's ``(B, M, N, E)`` memory
    layout seen as ``(B, N, M, E)``. TFLOP/s count the useful work at E = 112.
-2. The FFN's depthwise/GLU kernel (``triton_glu_conv``) on one 16-frame chunk for a few
+2. The FFN's depthwise/GLU kernel (``sana_wm.ops.glu_conv.triton_kernel``) on one 16-frame chunk for a few
    ``(BLOCK_P, BLOCK_C, num_warps)`` launch shapes.
 
     python benchmarks/attention_head_dim.py --out $OUT/head_dim.json
@@ -67,7 +67,7 @@ def attention_rows(tokens: int, heads: int, head_dim: int = 112, padded: int = 1
 
 
 def glu_rows(dim: int = 2240, chunk_frames: int = 16) -> list[dict]:
-    from sana_wm.ops import triton_glu_conv
+    from sana_wm.ops.glu_conv import triton_kernel as triton_glu_conv
 
     gen = torch.Generator(device="cuda").manual_seed(1)
     s = torch.randn(2 * chunk_frames, 22, 40, 6 * dim, generator=gen, device="cuda", dtype=torch.bfloat16)

@@ -256,8 +256,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = TINY if args.tiny else FULL
     import triton
 
-    from sana_wm.ops import triton_qk_prep, triton_ucpe
     from sana_wm.ops.gdn import triton_scan
+    from sana_wm.ops.qk_prep import triton_kernel as triton_qk_prep
+    from sana_wm.ops.ucpe import triton_kernel as triton_ucpe
 
     launch = ("MAPS_BLOCK_S", "MAPS_WARPS", "MAPS_STAGES", "SCAN_BLOCK_R", "SCAN_WARPS", "SCAN_STAGES")
     launch += ("READ_BLOCK_S", "READ_WARPS", "READ_STAGES", "READ_STATE_PARTS_BF16")

@@ -14,6 +14,7 @@ from sana_wm.camera.intrinsics import (
 )
 from sana_wm.camera.plucker import compute_raymap, prepare_camera
 from sana_wm.camera.pose import load_c2w, pose_inverse, relative_to_first, validate_c2w
+from sana_wm.camera.rays import ray_matrices, world_rays
 from sana_wm.camera.trajectory import align_num_frames, latent_frames, snap_num_frames
 
 __all__ = [
@@ -35,8 +36,10 @@ __all__ = [
     "parse_action",
     "pose_inverse",
     "prepare_camera",
+    "ray_matrices",
     "relative_to_first",
     "snap_num_frames",
     "transform_intrinsics_for_crop",
     "validate_c2w",
+    "world_rays",
 ]

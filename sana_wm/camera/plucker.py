@@ -7,6 +7,7 @@ import torch
 
 from sana_wm.camera.intrinsics import latent_intrinsics
 from sana_wm.camera.pose import relative_to_first
+from sana_wm.camera.rays import world_rays
 
 
 def compute_raymap(
@@ -30,13 +31,7 @@ def compute_raymap(
     """
     intrinsics_T4 = torch.as_tensor(intrinsics_T4)
     c2w_T44 = torch.as_tensor(c2w_T44, dtype=intrinsics_T4.dtype, device=intrinsics_T4.device)
-    fx, fy, cx, cy = (intrinsics_T4[:, i, None, None] for i in range(4))
-    ys = torch.arange(height, dtype=intrinsics_T4.dtype, device=intrinsics_T4.device)
-    xs = torch.arange(width, dtype=intrinsics_T4.dtype, device=intrinsics_T4.device)
-    x_THW = ((xs[None, None, :] - cx) / fx).expand(-1, height, -1)
-    y_THW = ((ys[None, :, None] - cy) / fy).expand(-1, -1, width)
-    dirs_cam_THW3 = torch.stack([x_THW, y_THW, torch.ones_like(x_THW)], dim=-1)
-    dirs_THW3 = torch.einsum("tij,thwj->thwi", c2w_T44[:, :3, :3], dirs_cam_THW3)
+    dirs_THW3 = world_rays(intrinsics_T4, c2w_T44[:, :3, :3], height, width)
     dirs_THW3 = dirs_THW3 / torch.linalg.vector_norm(dirs_THW3, dim=-1, keepdim=True)
     origins_THW3 = c2w_T44[:, None, None, :3, 3].expand_as(dirs_THW3)
     return torch.cat([dirs_THW3, torch.linalg.cross(origins_THW3, dirs_THW3, dim=-1)], dim=-1)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from sana_wm.ops.glu_conv import silu_dwconv_glu
 
-KERNEL_MODULE = "sana_wm.ops.triton_glu_conv"
+KERNEL_MODULE = "sana_wm.ops.glu_conv.triton_kernel"
 
 
 def _inputs(seed: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import sana_wm.ops.gdn as gdn_ops
 from sana_wm.errors import InputError
-from sana_wm.ops import check_backend, triton_importable
+from sana_wm.ops import Dispatch, check_backend, triton_importable
 from sana_wm.ops.gdn import GDNState, cam_bidirectional, cam_forward_scan, gdn_bidirectional, gdn_forward_scan
 from sana_wm.ops.rope import apply_rope, camera_rope_tables, rope_tables
 from sana_wm.ops.short_conv import bidirectional_short_conv
@@ -262,7 +263,12 @@ def test_bad_inputs_are_input_errors() -> None:
 
 
 def test_missing_triton_is_a_one_line_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``check_backend`` (the callers' validator) says so, and so does an op's first use of the backend (its
+    dispatch table validates once, before importing the kernel module; here a fresh table, as this process
+    may have used the triton backend already)."""
     monkeypatch.setitem(sys.modules, "triton", None)  # makes `import triton` raise ImportError
+    fresh = Dispatch("sana_wm.ops.gdn", reference="reference", torch="torch_scan", triton="triton_scan")
+    monkeypatch.setattr(gdn_ops, "_IMPLEMENTATIONS", fresh)
     triton_importable.cache_clear()
     try:
         with pytest.raises(InputError, match=r"^backend: 'triton' needs the triton package, which is not"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sana_wm.camera import compute_raymap
 from sana_wm.ops.rope import camera_rope_tables, rope_tables
 from sana_wm.ops.ucpe import invert_rigid, ray_matrices, rms_downscale, ucpe_transform
 
@@ -39,6 +40,15 @@ def test_identity_camera_principal_ray_is_the_world_frame_shifted_by_the_centre(
     expected = torch.eye(4)
     expected[:3, 3] = torch.tensor([-1.0, 2.0, -0.5])
     assert torch.allclose(P, expected, atol=1e-6)
+
+
+def test_ray_frames_point_along_the_plucker_rays() -> None:
+    """One pixel-ray definition (``sana_wm.camera.rays``): the ray frame's z axis is the Plücker direction."""
+    camera = _random_camera(4, 2, 3, 4, 6)
+    P = ray_matrices(camera, 4, 6)  # (B, T, h, w, 4, 4), rows x, y, z of the ray frame
+    c2w, intrinsics = camera[..., :16].unflatten(-1, (4, 4)), camera[..., 16:]
+    rays = compute_raymap(intrinsics.flatten(0, 1), c2w.flatten(0, 1), 4, 6).unflatten(0, (2, 3))
+    assert (P[..., 2, :3] - rays[..., :3]).abs().max() < 1e-6
 
 
 def test_invert_rigid() -> None:

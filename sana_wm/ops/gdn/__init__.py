@@ -1,8 +1,7 @@
 """Frame-wise bidirectional Gated DeltaNet scans (main branch with denominator, camera branch numerator-only).
 
-Shape letters: ``B`` batch, ``N`` heads, ``T`` latent frames, ``S`` tokens per frame, ``E`` key/query head
-dim, ``V`` value head dim. Inputs are ``(B, N, T, S, E)`` (values ``(B, N, T, S, V)``), ``beta`` is per token
-``(B, N, T, S)``, ``decay`` per frame ``(B, N, T)``. All scans compute in fp32 and return fp32.
+Shape letters: docs/conventions.md. Inputs are ``(B, N, T, S, E)`` (values ``(B, N, T, S, V)``), ``beta``
+is per token ``(B, N, T, S)``, ``decay`` per frame ``(B, N, T)``. All scans compute in fp32 and return fp32.
 
 Main branch: the numerator stream uses RoPE-rotated queries/keys (``q_rot``, ``k_rot``), the denominator
 stream the unrotated ones. Output ``(num_fwd + num_bwd) / (den_fwd + den_bwd + eps)``, where the forward
@@ -14,32 +13,21 @@ The forward-direction scans take an initial state and return the final one, so a
 chunks (streaming); the bidirectional functions are whole-clip only.
 
 Backends: ``"reference"`` (``reference.py``), ``"torch"`` (``torch_scan.py``) and ``"triton"``
-(``triton_scan.py``, imported on first use; forward only). The triton read-outs are laid out in memory like
-``q`` (as ``torch.empty_like``) when ``V == E``; the others are contiguous.
+(``triton_scan.py`` launching the kernels of ``triton_kernels.py``; imported on first use; forward only). The
+triton read-outs are laid out in memory like ``q`` (as ``torch.empty_like``) when ``V == E``; the others are
+contiguous.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from torch import Tensor
 
-from sana_wm.ops import Backend, check_backend
-from sana_wm.ops.gdn import reference, torch_scan
+from sana_wm.ops.backend import Backend, Dispatch
 from sana_wm.ops.gdn.types import GDNState
 
 __all__ = ["GDNState", "cam_bidirectional", "cam_forward_scan", "gdn_bidirectional", "gdn_forward_scan"]
 
-
-def _implementation(backend: str) -> ModuleType:
-    check_backend(backend)
-    if backend == "reference":
-        return reference
-    if backend == "triton":
-        from sana_wm.ops.gdn import triton_scan  # imports triton; only when asked for
-
-        return triton_scan
-    return torch_scan
+_IMPLEMENTATIONS = Dispatch(__name__, reference="reference", torch="torch_scan", triton="triton_scan")
 
 
 def gdn_bidirectional(
@@ -55,7 +43,7 @@ def gdn_bidirectional(
     backend: Backend = "torch",
 ) -> Tensor:
     """Bidirectional main-branch GDN; returns ``(B, N, T, S, V)`` fp32."""
-    return _implementation(backend).gdn_bidirectional(q, k, v, q_rot, k_rot, beta, decay, eps)
+    return _IMPLEMENTATIONS[backend].gdn_bidirectional(q, k, v, q_rot, k_rot, beta, decay, eps)
 
 
 def gdn_forward_scan(
@@ -74,14 +62,14 @@ def gdn_forward_scan(
 
     Returns ``num (B, N, T, S, V)``, ``den (B, N, T, S)`` and the state after the last frame.
     """
-    return _implementation(backend).gdn_forward_scan(q, k, v, q_rot, k_rot, beta, decay, initial_state)
+    return _IMPLEMENTATIONS[backend].gdn_forward_scan(q, k, v, q_rot, k_rot, beta, decay, initial_state)
 
 
 def cam_bidirectional(
     q: Tensor, k: Tensor, v: Tensor, beta: Tensor, decay: Tensor, *, backend: Backend = "torch"
 ) -> Tensor:
     """Bidirectional numerator-only camera-branch delta rule; returns ``(B, N, T, S, V)`` fp32."""
-    return _implementation(backend).cam_bidirectional(q, k, v, beta, decay)
+    return _IMPLEMENTATIONS[backend].cam_bidirectional(q, k, v, beta, decay)
 
 
 def cam_forward_scan(
@@ -98,4 +86,4 @@ def cam_forward_scan(
 
     Returns the read-out ``(B, N, T, S, V)`` and the state after the last frame.
     """
-    return _implementation(backend).cam_forward_scan(q, k, v, beta, decay, initial_state)
+    return _IMPLEMENTATIONS[backend].cam_forward_scan(q, k, v, beta, decay, initial_state)

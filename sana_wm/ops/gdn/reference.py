@@ -1,7 +1,6 @@
 """Reference frame-wise gated delta rule: a per-frame Python loop in fp32, written as the specification.
 
-Shape letters: ``B`` batch, ``N`` heads, ``T`` latent frames, ``S`` tokens per frame, ``E`` key/query head
-dim, ``V`` value head dim.
+Shape letters: docs/conventions.md.
 
 One frame is one step of the recurrence; all ``S`` tokens of a frame are written into (and read from) the
 state in parallel, so each step is a rank-``S`` update with the *pre-update* state as the prediction:

@@ -1,7 +1,6 @@
 """Fast pure-PyTorch frame-wise gated delta rule: batched transitions plus a log-depth affine scan.
 
-Shape letters: ``B`` batch, ``N`` heads, ``T`` latent frames, ``S`` tokens per frame, ``E`` key head dim,
-``V`` value head dim, ``R`` rows of a state (``V`` for ``M``, 1 for ``zᵀ``).
+Shape letters: docs/conventions.md (``R`` rows of a state: ``V`` for ``M``, 1 for ``zᵀ``).
 
 Writing each state as rows, one frame is an affine map ``X ← X·A_t + b_t`` with
 

@@ -1,14 +1,13 @@
 """Triton kernel of :func:`sana_wm.ops.short_conv.bidirectional_short_conv` (forward only).
 
+Shape letters: docs/conventions.md.
+
 Grid ``(tiles, T, B)``: a program owns a ``BLOCK_S × BLOCK_C`` tile (tokens × channels) of one output frame
 and sums the symmetric ``2K−1``-tap filter over the neighbouring frames in fp32 (frames outside ``[0, T)``
 are zero), rounding once to the input's dtype. Frames are the slowest-varying grid axis but one, so the
 frames a tile reads were just read by its neighbours and mostly come from L2. ``x`` is read with its own
 strides (the model's ``k`` is a chunk of the ``qkv`` projection, row stride ``3·C``); the output is
 contiguous ``(B, T, S, C)``. Offsets are int64 per frame, int32 inside a frame.
-
-The eager code it replaces makes ``2K−1`` fp32 multiply-adds over the whole tensor (for ``K = 4`` and a
-961-frame clip, 14 passes over 1.9 GB per call, twice per GDN block).
 """
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ import triton.language as tl
 from torch import Tensor
 
 from sana_wm.errors import InputError
-from sana_wm.ops import check_kernel_inputs, on_device
+from sana_wm.ops.launch import check_kernel_inputs, on_device
+from sana_wm.ops.short_conv.torch_fast import symmetric_taps
 
 BLOCK_S, BLOCK_C = 16, 128
 
@@ -83,3 +83,8 @@ def short_conv_triton(x_BTSC: Tensor, symmetric_CJ: Tensor) -> Tensor:
             TAPS=taps, BLOCK_S=BLOCK_S, BLOCK_C=BLOCK_C,
         )  # fmt: skip
     return out
+
+
+def bidirectional_short_conv(x_BTSC: Tensor, weight_CK: Tensor) -> Tensor:
+    """See :func:`sana_wm.ops.short_conv.bidirectional_short_conv`."""
+    return short_conv_triton(x_BTSC, symmetric_taps(weight_CK.float()))

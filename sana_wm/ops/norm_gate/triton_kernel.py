@@ -1,5 +1,7 @@
 """Triton kernels of :mod:`sana_wm.ops.norm_gate` (forward only).
 
+Shape letters: docs/conventions.md.
+
 - ``layer_norm_modulate``: grid ``(M, B)``, one program per token row held in registers (``D`` padded to a
   power of two, 4096 for 2240): fp32 mean and variance (two passes over the registers, as
   ``F.layer_norm``), then ``(x − mean)·rstd·(1 + scale_t) + shift_t`` with the row's frame ``t = m // S``,
@@ -18,7 +20,7 @@ import triton.language as tl
 from torch import Tensor
 
 from sana_wm.errors import InputError
-from sana_wm.ops import check_kernel_inputs, on_device
+from sana_wm.ops.launch import check_kernel_inputs, on_device
 
 ROW_WARPS = 8
 GATE_BLOCK = 2048
@@ -69,7 +71,7 @@ def _silu_gate_sum_kernel(a_ptr, b_ptr, g_ptr, out_ptr, n, BLOCK: tl.constexpr):
 _INTERPRETED = not isinstance(_silu_gate_sum_kernel, triton.runtime.JITFunction)
 
 
-def layer_norm_modulate_triton(
+def layer_norm_modulate(
     x_BMD: Tensor, shift_BTD: Tensor, scale_BTD: Tensor, *, eps: float, out_dtype: torch.dtype
 ) -> Tensor:
     """See :func:`sana_wm.ops.norm_gate.layer_norm_modulate` (which checks the shapes)."""
@@ -104,7 +106,7 @@ def layer_norm_modulate_triton(
     return out
 
 
-def silu_gate_sum_triton(a: Tensor, b: Tensor, g: Tensor) -> Tensor:
+def silu_gate_sum(a: Tensor, b: Tensor, g: Tensor) -> Tensor:
     """See :func:`sana_wm.ops.norm_gate.silu_gate_sum` (which checks the shapes)."""
     check_kernel_inputs({"a": a, "b": b, "g": g}, interpreted=_INTERPRETED)
     a, b, g = a.contiguous(), b.contiguous(), g.contiguous()

@@ -1,6 +1,6 @@
 """Triton kernel of :func:`sana_wm.ops.qk_prep.qk_prep` (forward only).
 
-Shape letters as there: ``B`` batch, ``M`` tokens, ``D`` width, ``E`` head dim, ``P = E/2`` pairs per head.
+Shape letters: docs/conventions.md.
 
 Grid ``(M, B)``: a program owns one token row and holds it in registers as one tile, ``(heads, E)`` padded
 to powers of two with RoPE (``32 × 128`` for 20 × 112), ``D`` padded otherwise (4096 for 2240). It sums the
@@ -22,7 +22,7 @@ import triton.language as tl
 from torch import Tensor
 
 from sana_wm.errors import InputError
-from sana_wm.ops import check_kernel_inputs, on_device
+from sana_wm.ops.launch import check_kernel_inputs, on_device
 
 WARPS = 8
 
@@ -99,31 +99,31 @@ def _qk_prep_kernel(
 _INTERPRETED = not isinstance(_qk_prep_kernel, triton.runtime.JITFunction)
 
 
-def qk_prep_triton(
+def qk_prep(
     x_BMD: Tensor,
     weight_D: Tensor,
     *,
     eps: float,
     relu: bool,
     scale: float,
-    cos_MP: Tensor | None,
-    sin_MP: Tensor | None,
+    rope_cos_MP: Tensor | None,
+    rope_sin_MP: Tensor | None,
     heads: int,
 ) -> tuple[Tensor, Tensor | None]:
     """See :func:`sana_wm.ops.qk_prep.qk_prep` (which checks shapes and devices before calling this)."""
-    named = {"x_BMD": x_BMD, "weight_D": weight_D, "rope_cos_MP": cos_MP, "rope_sin_MP": sin_MP}
+    named = {"x_BMD": x_BMD, "weight_D": weight_D, "rope_cos_MP": rope_cos_MP, "rope_sin_MP": rope_sin_MP}
     check_kernel_inputs(named, interpreted=_INTERPRETED)
     batch, tokens, dim = x_BMD.shape
     if batch > 65535:
         raise InputError(f"x_BMD: batch {batch} is above 65535, the kernel's grid limit")
-    rope = cos_MP is not None and sin_MP is not None
+    rope = rope_cos_MP is not None and rope_sin_MP is not None
     pairs = dim // heads // 2 if rope else 1
     y = torch.empty(batch, tokens, dim, device=x_BMD.device, dtype=x_BMD.dtype)
     rot = torch.empty_like(y) if rope else None
     if y.numel() == 0:
         return y, rot
-    cos = cos_MP if cos_MP is not None else y  # unread without RoPE
-    sin = sin_MP if sin_MP is not None else y
+    cos = rope_cos_MP if rope_cos_MP is not None else y  # unread without RoPE
+    sin = rope_sin_MP if rope_sin_MP is not None else y
     with on_device(x_BMD):
         _qk_prep_kernel[(tokens, batch)](
             x_BMD,

@@ -1,10 +1,15 @@
-"""Triton kernel of :func:`sana_wm.ops.glu_conv.silu_dwconv_glu` after its SiLU pass (forward only).
+"""Triton kernel of :func:`sana_wm.ops.glu_conv.silu_dwconv_glu` (forward only).
 
-Grid: (pixel blocks of ``BLOCK_P`` over all ``X·h·w`` pixels, channel blocks of ``BLOCK_C`` over the ``H``
-value channels). A program sums the nine taps of the activated input ``s = SiLU(u)`` for its value channels
-``c`` and gate channels ``c + H`` with fp32 accumulators, masks neighbours outside the frame (zero padding),
-adds the biases and stores ``value·SiLU(gate)``. ``s`` is made contiguous channels-last ``(X, h, w, G)``;
-launches cover whole frames and under 2**31 elements each, so int32 offsets suffice.
+Shape letters: docs/conventions.md.
+
+SiLU runs first as one elementwise pass (in place when the caller gives up ``u``): each input value is read
+by nine output pixels, and applying SiLU on load would cost nine exponentials per value. Then the kernel,
+grid (pixel blocks of ``BLOCK_P`` over all ``X·h·w`` pixels, channel blocks of ``BLOCK_C`` over the ``G/2``
+value channels): a program sums the nine taps of the activated input ``s = SiLU(u)`` for its value channels
+``c`` and gate channels ``c + G/2`` with fp32 accumulators, masks neighbours outside the frame (zero padding),
+adds the biases and stores ``value·SiLU(gate)``, only the ``G/2`` gated channels. ``s`` is made contiguous
+channels-last ``(X, h, w, G)``; launches cover whole frames and under 2**31 elements each, so int32 offsets
+suffice.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from sana_wm.ops.glu_conv.reference import silu_input
 
 # Launch shape: pixels × value channels per program, warps (benchmarks/attention_head_dim.py times others).
 BLOCK_P, BLOCK_C, WARPS = 32, 64, 4
@@ -67,7 +74,7 @@ def _dwconv_glu_kernel(
 
 
 def dwconv_glu_triton(s_XhwG: Tensor, weight_G133: Tensor, bias_G: Tensor) -> Tensor:
-    """:func:`sana_wm.ops.glu_conv.silu_dwconv_glu` given ``s = SiLU(u)``."""
+    """The depthwise 3×3 → GLU of :func:`sana_wm.ops.glu_conv.silu_dwconv_glu`, given ``s = SiLU(u)``."""
     frames, height, width, channels = s_XhwG.shape
     hidden = channels // 2
     s = s_XhwG.contiguous()
@@ -92,3 +99,8 @@ def dwconv_glu_triton(s_XhwG: Tensor, weight_G133: Tensor, bias_G: Tensor) -> Te
             num_warps=WARPS,
         )
     return out
+
+
+def silu_dwconv_glu(u_XhwG: Tensor, weight_G133: Tensor, bias_G: Tensor, *, overwrite_input: bool) -> Tensor:
+    """See :func:`sana_wm.ops.glu_conv.silu_dwconv_glu`."""
+    return dwconv_glu_triton(silu_input(u_XhwG, overwrite_input), weight_G133, bias_G)

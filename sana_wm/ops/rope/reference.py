@@ -1,7 +1,6 @@
-"""3D rotary position embedding ("wan_rope") as used by SANA-WM.
+"""3D rotary position embedding ("wan_rope") as used by SANA-WM: the tables and the reference rotation.
 
-Shape letters: ``B`` batch, ``N`` heads, ``M`` video tokens (``T·h·w``, frame-major, then row, then column),
-``E`` head dim, ``P`` rotation pairs (``E // 2``).
+Shape letters: docs/conventions.md.
 
 A head vector of ``E`` channels is rotated as ``P`` interleaved pairs ``(2i, 2i+1)``. The pairs are split
 over the three axes: ``Pt = E//2 − 2·(E//6)`` temporal pairs, then ``E//6`` height pairs, then ``E//6`` width
@@ -21,8 +20,6 @@ recomputing frequencies for a narrower head (:func:`camera_rope_tables`).
 from __future__ import annotations
 
 import torch
-
-from sana_wm.ops import Backend, check_backend
 
 
 def axis_pairs(head_dim: int) -> tuple[int, int, int]:
@@ -70,25 +67,12 @@ def camera_rope_tables(
 
 
 def apply_rope(
-    x_BNME: torch.Tensor,
-    cos_MP: torch.Tensor,
-    sin_MP: torch.Tensor,
-    *,
-    conjugate: bool = False,
-    backend: Backend = "torch",
+    x_BNME: torch.Tensor, cos_MP: torch.Tensor, sin_MP: torch.Tensor, *, conjugate: bool = False
 ) -> torch.Tensor:
-    """Rotate interleaved channel pairs of ``x_BNME`` by per-token angles (``conjugate``: backwards).
-
-    ``E`` must equal ``2·P``. Computed in fp32, returned in ``x_BNME.dtype``. ``"triton"`` runs the
-    ``"torch"`` code (no kernel of its own).
-    """
-    check_backend(backend)
+    """Rotate interleaved channel pairs of ``x_BNME`` by per-token angles (``conjugate``: backwards), as one
+    complex multiply per pair. ``E`` must equal ``2·P``. Computed in fp32, returned in ``x_BNME.dtype``."""
     pairs_BNMP2 = x_BNME.float().unflatten(-1, (-1, 2))
     sin_MP = -sin_MP if conjugate else sin_MP
-    if backend == "reference":
-        rotation_MP = torch.complex(cos_MP.float(), sin_MP.float())
-        rotated = torch.view_as_real(torch.view_as_complex(pairs_BNMP2.contiguous()) * rotation_MP)
-    else:
-        even, odd = pairs_BNMP2.unbind(-1)
-        rotated = torch.stack([even * cos_MP - odd * sin_MP, even * sin_MP + odd * cos_MP], dim=-1)
+    rotation_MP = torch.complex(cos_MP.float(), sin_MP.float())
+    rotated = torch.view_as_real(torch.view_as_complex(pairs_BNMP2.contiguous()) * rotation_MP)
     return rotated.flatten(-2).to(x_BNME.dtype)

@@ -1,7 +1,7 @@
-"""Triton kernel for the fused UCPE encode (``backend="triton"`` of :func:`sana_wm.ops.ucpe.ucpe_encode`).
+"""Triton kernel of the fused UCPE encode (``backend="triton"`` of :func:`sana_wm.ops.ucpe.ucpe_encode` and
+:func:`~sana_wm.ops.ucpe.ucpe_transform`). Forward only.
 
-Shape letters: ``B`` batch, ``N`` heads, ``M`` video tokens, ``E`` head dim, ``Q`` camera RoPE pairs
-(``E/4``).
+Shape letters: docs/conventions.md.
 
 One program per (block of ``BLOCK_M`` tokens, batch) loops over the heads: the per-token 4×4 matrices and
 RoPE angles are expanded once into four ``(BLOCK_M, E)`` coefficient tiles ``w_j`` with source channels
@@ -14,7 +14,8 @@ RoPE angles are expanded once into four ``(BLOCK_M, E)`` coefficient tiles ``w_j
 
 Then, with ``downscale``, ``y ← y·min(1, rms(x) / max(rms(y), eps))`` with ``rms(v) = sqrt(mean(v²) + eps)``,
 and ``y`` is stored in the output dtype (round to nearest even). ``x`` is read in its own dtype with any
-strides; the output is written with its own strides (the caller allocates it like ``x``). All math in fp32.
+strides (e.g. a ``(B, M, N, E) → (B, N, M, E)`` transposed view); the output is written in ``x``'s memory
+layout (as ``torch.empty_like``). All math in fp32.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import triton
 import triton.language as tl
 
 from sana_wm.errors import InputError
-from sana_wm.ops import check_kernel_inputs, on_device
+from sana_wm.ops.launch import check_kernel_inputs, on_device
+from sana_wm.ops.ucpe.reference import DOWNSCALE_EPS
 
-BLOCK_M, WARPS = 8, 2  # H100, 121 frames, 5 heads: 0.76 ms; (16, 4) 1.25 ms; (32, 4) 2.45 ms
+# Launch shape: tokens per program, warps (measured on an H100: BENCHMARKS.md).
+BLOCK_M, WARPS = 8, 2
 
 
 @triton.jit
@@ -133,10 +136,9 @@ def ucpe_encode(
     cos_MQ: torch.Tensor,
     sin_MQ: torch.Tensor,
     *,
-    conjugate: bool,
-    downscale: bool,
-    eps: float,
-    out_dtype: torch.dtype,
+    conjugate: bool = False,
+    downscale: bool = False,
+    out_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """UCPE transform (+ RMS downscale) of ``x_BNME`` in one pass (:func:`sana_wm.ops.ucpe.ucpe_encode`)."""
     if x_BNME.dim() != 4:
@@ -166,7 +168,7 @@ def ucpe_encode(
             heads,
             tokens,
             dim,
-            eps,
+            DOWNSCALE_EPS,
             *x_BNME.stride(),
             *matrix_BM44.stride(),
             *cos_MQ.stride(),
@@ -180,3 +182,15 @@ def ucpe_encode(
             num_warps=WARPS,
         )
     return out
+
+
+def ucpe_transform(
+    x_BNME: torch.Tensor,
+    matrix_BM44: torch.Tensor,
+    cos_MQ: torch.Tensor,
+    sin_MQ: torch.Tensor,
+    *,
+    conjugate: bool = False,
+) -> torch.Tensor:
+    """:func:`ucpe_encode` without the downscale, fp32 out (:func:`sana_wm.ops.ucpe.ucpe_transform`)."""
+    return ucpe_encode(x_BNME, matrix_BM44, cos_MQ, sin_MQ, conjugate=conjugate)
