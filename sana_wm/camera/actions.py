@@ -138,7 +138,8 @@ def parse_action(action: str) -> list[frozenset[str]]:
 
 
 def _parse_segment(segment: str, position: int) -> list[frozenset[str]]:
-    where = f"--action: segment {position} '{segment}'"
+    shown_segment = segment if len(segment) <= 40 else f"{segment[:37]}..."
+    where = f"--action: segment {position} '{shown_segment}'"
     if not segment:
         raise InputError(f"{where} is empty (two commas in a row, or a leading or trailing comma)")
     if "-" not in segment:
@@ -147,6 +148,10 @@ def _parse_segment(segment: str, position: int) -> list[frozenset[str]]:
     if not _DURATION.fullmatch(duration):
         shown = f"'{duration}'" if duration else "nothing"
         raise InputError(f"{where} has duration {shown}; expected a whole number of frames >= 1")
+    if len(duration.lstrip("0")) > len(str(MAX_ACTION_FRAMES)):
+        raise InputError(
+            f"{where} has a duration of {len(duration)} digits; at most {MAX_ACTION_FRAMES} frames"
+        )
     frames = int(duration)
     if frames > MAX_ACTION_FRAMES:
         raise InputError(f"{where} has duration {frames}; at most {MAX_ACTION_FRAMES} frames are supported")
@@ -164,12 +169,17 @@ def _parse_segment(segment: str, position: int) -> list[frozenset[str]]:
     return [frozenset(keys_part)] * frames
 
 
+# Largest accepted setting of each speed flag (a step, a turn per frame, the pitch limit).
+_SPEED_LIMITS = {"--translation_speed": 100.0, "--rotation_speed_deg": 180.0, "--pitch_limit_deg": 90.0}
+
+
 def _checked_speed(value: float | None, default: float, flag: str) -> float:
     if value is None:
         return default
     value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise InputError(f"{flag}: must be a finite number >= 0, got {value}")
+    limit = _SPEED_LIMITS[flag]
+    if not math.isfinite(value) or value < 0 or value > limit:
+        raise InputError(f"{flag}: must be a finite number in [0, {limit:g}], got {value}")
     return value
 
 

@@ -133,7 +133,8 @@ def prepare(job: GenerateJob) -> tuple[GenerationRequest, OutputSpec]:
             rotation_speed_deg=job.rotation_speed_deg,
             pitch_limit_deg=job.pitch_limit_deg,
         )
-    num_frames = align_num_frames(sampling.num_frames, len(camera))
+    # The frame count the request will have (it checks the camera path is long enough first).
+    num_frames = align_num_frames(sampling.num_frames, len(camera)) if len(camera) > 8 else sampling.num_frames
     intrinsics = _intrinsics(job, demo, image, num_frames)
     camera = dataclasses.replace(camera, intrinsics=intrinsics, intrinsics_file=job.intrinsics)
     refiner = RefinerSettings(**job.refiner) if job.refine and not demo else None

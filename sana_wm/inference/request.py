@@ -36,6 +36,7 @@ DEFAULT_FLOW_SHIFT = 9.8
 MAX_STEPS = 10_000
 MAX_SIDE = 8192  # pixels of a generated frame, either side
 MAX_SEED = 2**63 - 1
+MAX_FRAMES = 100_000  # pixel frames of one video (an hour and a half at 16 fps)
 
 
 def _whole(value: object, flag: str, low: int, high: int) -> int:
@@ -69,7 +70,7 @@ class SamplingSettings:
     width: int = 1280
 
     def __post_init__(self) -> None:
-        _whole(self.num_frames, "--num_frames", 1, 100_000)
+        _whole(self.num_frames, "--num_frames", LTX2_STRIDE.time + 1, MAX_FRAMES)
         _whole(self.steps, "--steps", 1, MAX_STEPS)
         _finite(self.cfg_scale, "--cfg_scale")
         if not _finite(self.flow_shift, "--flow_shift") > 0:
@@ -211,6 +212,9 @@ class RuntimeSettings:
             raise InputError(f"--backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
         if self.offload not in OFFLOAD_MODES:
             raise InputError(f"--offload: {self.offload!r} is not one of {', '.join(OFFLOAD_MODES)}")
+        from sana_wm.utils.device import resolve_device, resolve_dtype
+
+        resolve_dtype(self.dtype, resolve_device(self.device))  # an unusable device or dtype: refused now
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,16 +243,16 @@ class GenerationRequest:
             object.__setattr__(self, "image", self.image.convert("RGB"))
         if not (_finite(self.fps, "--fps") > 0):
             raise InputError(f"--fps: must be a positive number, got {self.fps}")
+        stride = LTX2_STRIDE.time
+        if len(self.camera) <= stride:
+            source = "--camera" if self.camera.action is None else "--action"
+            raise InputError(
+                f"{source}: the camera path has {len(self.camera)} poses; a video needs at least "
+                f"{stride + 1} (one per frame, 8k + 1 frames)"
+            )
         object.__setattr__(self, "num_frames", align_num_frames(self.sampling.num_frames, len(self.camera)))
         if self.refiner is not None:
-            stride = LTX2_STRIDE.time
-            num_latent = latent_frames(self.num_frames, stride)
-            if num_latent < 2:
-                raise InputError(
-                    f"--num_frames: the refiner needs at least {stride + 1} frames (2 latent frames), "
-                    f"got {self.num_frames}; pass --no_refiner for shorter videos"
-                )
-            self.refiner.check_frames(num_latent)
+            self.refiner.check_frames(latent_frames(self.num_frames, stride))
 
     @property
     def c2w_F44(self) -> np.ndarray:

@@ -185,7 +185,7 @@ def test_offline_missing_refiner_files_are_listed_with_their_flags(
         (["--refiner_kv_max_frames", "1"], "--refiner_kv_max_frames: must exceed the sink size 1, got 1"),
         (["--refiner_block_size", "0"], "--refiner_block_size: must be >= 1, got 0"),
         (["--refiner_mode", "causal"], "--refiner-mode: invalid choice: 'causal'"),
-        (["--num_frames", "1"], "--num_frames: the refiner needs at least 9 frames (2 latent frames), got 1"),
+        (["--num_frames", "1"], "--num_frames: must be a whole number in [9, 100000], got 1"),
         (["--refiner_checkpoint", "refiner.safetensors"], "refiner.safetensors is a file; pass the folder"),
     ],
 )

@@ -98,7 +98,7 @@ def test_without_refiner_weights_the_call_is_refused_before_stage1(tiny) -> None
 @pytest.mark.parametrize(
     ("settings", "num_frames", "message"),
     [
-        ({}, 1, "--num_frames: the refiner needs at least 9 frames (2 latent frames), got 1"),
+        ({}, 1, "--num_frames: must be a whole number in [9, 100000], got 1"),
         ({"sink_size": 3}, 17, "--sink_size: must be in [1, 2] for 3 latent frames"),
         ({"sink_size": 0}, 17, "--sink_size: must be in [1, 2] for 3 latent frames"),
         ({"mode": "causal"}, 17, "--refiner_mode: 'causal' is not one of single_shot, chunk_causal"),

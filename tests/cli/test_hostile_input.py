@@ -1,0 +1,65 @@
+"""Bad input to generate / demo: one line naming the flag the user typed, exit 2, no file written, and no
+model loaded (every case here is refused before loading: the bundled demo model is never touched)."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+
+from sana_wm.cli import main
+
+
+@pytest.fixture
+def no_loading():
+    with mock.patch("sana_wm.inference.run.load", side_effect=AssertionError("a model was loaded")):
+        yield
+
+
+CASES = [
+    (["--action", "w-4"], "--action: the camera path has 5 poses; a video needs at least 9"),
+    (["--num_frames", "0"], "--num_frames: must be a whole number in [9, 100000], got 0"),
+    (["--num_frames", "-7"], "--num_frames: must be a whole number in [9, 100000], got -7"),
+    (["--seed", "-1"], "--seed: must be a whole number in [0, "),
+    (["--seed", str(2**64)], "--seed: must be a whole number in [0, "),
+    (["--steps", str(10**12)], "--steps: must be a whole number in [1, 10000]"),
+    (["--device", "mps"], "--device: mps is not supported (use cpu or cuda)"),
+    (["--device", "meta"], "--device: meta is not supported (use cpu or cuda)"),
+    (
+        ["--translation_speed", "1e308"],
+        "--translation_speed: must be a finite number in [0, 100], got 1e+308",
+    ),
+    (["--action", "w-" + "9" * 5000], "has a duration of 5000 digits"),
+    (["--name", "x" * 300], "--name:"),
+    (["--height", "100000"], "--height: must be a positive multiple of 32 up to 8192"),
+]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"), CASES, ids=[c[1].split(":")[0] + str(i) for i, c in enumerate(CASES)]
+)
+def test_generate_refuses_before_any_work(tmp_path, capsys, no_loading, extra, message) -> None:
+    out = tmp_path / "out"
+    assert main(["generate", "--output_dir", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_output_folders_that_cannot_be_used_are_named_by_the_flag_typed(tmp_path, capsys, no_loading) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["generate", "--output_dir", str(blocker)]) == 2
+    assert f"--output_dir: {blocker} exists and is not a folder" in capsys.readouterr().err
+    assert main(["generate", "--output_dir", str(blocker / "sub")]) == 2
+    assert f"--output_dir: {blocker} is a file" in capsys.readouterr().err
+    assert main(["demo", "--out", str(blocker)]) == 2
+    assert f"--out: {blocker} exists and is not a folder" in capsys.readouterr().err
+    assert blocker.read_text() == ""
+
+
+def test_demo_passes_an_image_name_starting_with_a_dash_through(tmp_path, capsys, no_loading) -> None:
+    """demo no longer re-parses its own arguments: the image is reported missing, with no usage dump."""
+    assert main(["demo", "--image=-first.png", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--image" in err and "-first.png" in err
