@@ -40,6 +40,14 @@ def _as_vectors(array: np.ndarray, name: str) -> np.ndarray:
     if array.shape == (3, 3):
         array = array[None]
     if array.ndim == 3 and array.shape[1:] == (3, 3) and array.shape[0] >= 1:
+        expected = np.array([[1, 0, 1], [0, 1, 1], [0, 0, 1]], dtype=bool)  # where K may be non-zero
+        off = np.abs(np.where(expected, 0.0, array)).max(axis=(1, 2))
+        if (off > 1e-6).any() or (np.abs(array[:, 2, 2] - 1.0) > 1e-6).any():
+            frame = int(np.argmax((off > 1e-6) | (np.abs(array[:, 2, 2] - 1.0) > 1e-6)))
+            raise InputError(
+                f"{name}: frame {frame} K is not [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] "
+                "(skew and other entries are not supported)"
+            )
         return np.stack([array[:, 0, 0], array[:, 1, 1], array[:, 0, 2], array[:, 1, 2]], axis=-1)
     if array.ndim == 2 and array.shape[1] == 4 and array.shape[0] >= 1:
         return array
@@ -86,6 +94,12 @@ def fit_intrinsics(array: np.ndarray, num_frames: int, name: str = "--intrinsics
 def _fov_problem(intrinsics_F4: np.ndarray, image_hw: tuple[int, int]) -> str | None:
     height, width = image_hw
     intrinsics_F4 = np.asarray(intrinsics_F4, dtype=np.float64).reshape(-1, 4)
+    for axis, column, size in (("cx", 2, width), ("cy", 3, height)):
+        outside = (intrinsics_F4[:, column] < 0) | (intrinsics_F4[:, column] > size)
+        if outside.any():
+            frame = int(np.argmax(outside))
+            value = intrinsics_F4[frame, column]
+            return f"frame {frame} principal point {axis}={value:g} lies outside 0-{size} px"
     for axis, column, size in (("horizontal", 0, width), ("vertical", 1, height)):
         fov = fov_deg(intrinsics_F4[:, column], size)
         bad = ~((fov > MIN_FOV_DEG) & (fov < MAX_FOV_DEG))
@@ -100,7 +114,8 @@ def _fov_problem(intrinsics_F4: np.ndarray, image_hw: tuple[int, int]) -> str | 
 
 
 def check_fov(intrinsics_F4: np.ndarray, image_hw: tuple[int, int], name: str = "--intrinsics") -> None:
-    """Require 25 < FOV < 120 degrees on both axes for every frame (strict, as the official gate).
+    """Require 25 < FOV < 120 degrees on both axes for every frame (strict, as the official gate) and the
+    principal point inside the image.
 
     ``image_hw`` is the ORIGINAL (uncropped) image size the intrinsics refer to.
     """

@@ -24,6 +24,7 @@ from PIL import Image
 from sana_wm.camera import action_to_c2w, align_num_frames, load_c2w, validate_c2w
 from sana_wm.errors import InputError
 from sana_wm.latent_shape import LTX2_STRIDE, latent_frames
+from sana_wm.utils.image import check_image_size, to_rgb8
 
 Sampler = Literal["ltx_euler", "euler", "heun"]
 SAMPLER_NAMES: tuple[str, ...] = ("ltx_euler", "euler", "heun")
@@ -239,8 +240,9 @@ class GenerationRequest:
             raise InputError("--prompt: the prompt must be a string")
         if not isinstance(self.image, Image.Image):
             raise InputError(f"--image: expected a PIL image, got {type(self.image).__name__}")
+        check_image_size(self.image.size, "--image")
         if self.image.mode != "RGB":
-            object.__setattr__(self, "image", self.image.convert("RGB"))
+            object.__setattr__(self, "image", to_rgb8(self.image, "--image"))
         if not (_finite(self.fps, "--fps") > 0):
             raise InputError(f"--fps: must be a positive number, got {self.fps}")
         stride = LTX2_STRIDE.time

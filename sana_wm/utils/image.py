@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps
 
 from sana_wm.errors import InputError
@@ -94,8 +95,45 @@ def load_image(path: str | os.PathLike[str], name: str = "--image") -> Image.Ima
         raise InputError(f"{name}: file not found: '{file}'")
     try:
         with Image.open(file) as opened:
+            check_image_size(opened.size, f"{name}: '{file}'")  # from the header, before decoding
             opened.load()
-            return ImageOps.exif_transpose(opened).convert("RGB")
+            return to_rgb8(ImageOps.exif_transpose(opened), f"{name}: '{file}'")
+    except InputError:
+        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         reason = " ".join(str(err).split())
         raise InputError(f"{name}: cannot read '{file}' as an image ({reason})") from None
+
+
+MAX_ASPECT = 8.0  # longer side over shorter side of a first frame
+MIN_SIDE = 8  # pixels
+
+
+def check_image_size(size_wh: tuple[int, int], where: str) -> None:
+    """Refuse an image whose shape no crop to the model's canvas can use, before it is decoded or resized."""
+    width, height = size_wh
+    if min(width, height) < MIN_SIDE:
+        raise InputError(f"{where} is {width}x{height} pixels; each side needs at least {MIN_SIDE}")
+    if max(width, height) / min(width, height) > MAX_ASPECT:
+        raise InputError(
+            f"{where} is {width}x{height} pixels; the longer side may be at most {MAX_ASPECT:g}x the shorter"
+        )
+
+
+def to_rgb8(image: Image.Image, where: str) -> Image.Image:
+    """8-bit RGB. 16-bit and 32-bit integer images are scaled to 8 bits (PIL's own conversion would clip
+    them: a 16-bit gradient turned almost all white), float images are read as [0, 1] (or scaled by their
+    maximum when it is above 1); a non-finite float pixel is an :class:`InputError`."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image)
+        if image.mode == "F":
+            if not np.isfinite(array).all():
+                raise InputError(f"{where} holds NaN or infinite pixels")
+            peak = max(float(array.max()), 1.0)
+            array = np.clip(array / peak, 0.0, 1.0) * 255.0
+        else:
+            peak = 65535.0 if image.mode.startswith("I;16") or array.max() <= 65535 else float(array.max())
+            array = np.clip(array.astype(np.float64) / peak, 0.0, 1.0) * 255.0
+        gray = np.round(array).astype(np.uint8)
+        return Image.fromarray(np.repeat(gray[..., None], 3, axis=2))
+    return image.convert("RGB")

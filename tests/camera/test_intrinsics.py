@@ -179,3 +179,15 @@ def test_pi3x_input_size_golden():
     for width, height in ((1688, 927), (4000, 3000), (300, 4000)):
         w, h = pi3x_input_size(width, height)
         assert w % 14 == 0 and h % 14 == 0 and w * h <= 255_000
+
+
+def test_skewed_k_and_a_principal_point_outside_the_image_are_refused() -> None:
+    from sana_wm.camera.intrinsics import check_fov, fit_intrinsics
+
+    skewed = np.array([[500.0, 3.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]])
+    with pytest.raises(InputError, match=r"frame 0 K is not \[\[fx, 0, cx\]"):
+        fit_intrinsics(skewed, 9)
+    far = fit_intrinsics(np.array([500.0, 500.0, -1e6, 240.0]), 9)
+    with pytest.raises(InputError, match="principal point cx=-1e\\+06 lies outside 0-640 px"):
+        check_fov(far, (480, 640))
+    check_fov(fit_intrinsics(np.array([500.0, 500.0, 320.0, 240.0]), 9), (480, 640))

@@ -57,3 +57,32 @@ def test_load_image_errors(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(InputError, match=r"^--image: file not found: "):
         load_image(tmp_path)
+
+
+def test_high_bit_depth_images_keep_their_gradient(tmp_path) -> None:
+    """PIL's own conversion clips 16-bit and float pixels (a 16-bit gradient became 99 % white)."""
+    ramp16 = np.linspace(0, 65535, 256)[None].repeat(64, 0).astype(np.uint16)
+    Image.fromarray(ramp16).save(tmp_path / "g16.png")
+    ramp_f = np.linspace(0, 1, 256, dtype=np.float32)[None].repeat(64, 0)
+    Image.fromarray(ramp_f).save(tmp_path / "f.tiff")
+    want = np.round(np.linspace(0, 255, 256)).astype(np.uint8)
+    for name in ("g16.png", "f.tiff"):
+        got = np.asarray(load_image(tmp_path / name))
+        assert got.shape == (64, 256, 3) and got.dtype == np.uint8
+        assert np.abs(got[0, :, 0].astype(int) - want).max() <= 1
+    nan = ramp_f.copy()
+    nan[0, 0] = np.nan
+    Image.fromarray(nan).save(tmp_path / "nan.tiff")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        load_image(tmp_path / "nan.tiff")
+
+
+def test_unusable_shapes_are_refused_from_the_header(tmp_path) -> None:
+    Image.new("RGB", (8000, 1)).save(tmp_path / "thin.png")
+    Image.new("RGB", (900, 100)).save(tmp_path / "wide.png")
+    with pytest.raises(
+        InputError, match=r"^--image: '.*thin.png' is 8000x1 pixels; each side needs at least 8$"
+    ):
+        load_image(tmp_path / "thin.png")
+    with pytest.raises(InputError, match="at most 8x the shorter"):
+        load_image(tmp_path / "wide.png")
