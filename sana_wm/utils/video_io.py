@@ -35,6 +35,9 @@ def _av() -> Any:
     return av
 
 
+ENCODER_THREADS = 4
+
+
 class VideoWriter:
     """Stream RGB frames into an H.264 MP4 one frame at a time (memory does not grow with length).
 
@@ -173,7 +176,10 @@ class VideoWriter:
         try:
             stream = container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1000))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.options = {"crf": str(self.crf), "preset": self.preset}
+            # A fixed encoder thread count: x264's default follows the CPUs this process may run on, and its
+            # output depends on the thread count, so the same frames gave different files on different
+            # machines or under another CPU affinity (up to 14/255 apart).
+            stream.options = {"crf": str(self.crf), "preset": self.preset, "threads": str(ENCODER_THREADS)}
             codec = stream.codec_context
             codec.colorspace = codec.color_primaries = codec.color_trc = _BT709
             codec.color_range = _LIMITED_RANGE

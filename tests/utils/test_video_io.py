@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -185,3 +186,27 @@ def test_reading_a_missing_or_non_video_file_is_an_input_error(tmp_path: Path) -
     junk.write_bytes(b"not a video at all" * 10)
     with pytest.raises(InputError, match="cannot open as a video"):
         probe_video(junk)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs"
+)
+def test_the_same_frames_encode_to_the_same_file_whatever_the_cpu_affinity(tmp_path) -> None:
+    """x264's default thread count follows the usable CPUs, and its output follows the thread count."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from sana_wm.utils.video_io import VideoWriter\n"
+        "frames = (np.random.default_rng(0).random((24, 64, 96, 3)) * 255).astype(np.uint8)\n"
+        "with VideoWriter(sys.argv[1], fps=16) as w:\n"
+        "    w.write_many(frames)\n"
+    )
+    one_cpu = [min(os.sched_getaffinity(0))]
+    files = []
+    for name, preexec in (("all", None), ("one", lambda: os.sched_setaffinity(0, one_cpu))):
+        out = tmp_path / f"{name}.mp4"
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, preexec_fn=preexec)
+        files.append(out.read_bytes())
+    assert files[0] == files[1]
