@@ -199,7 +199,7 @@ def test_the_same_frames_encode_to_the_same_file_whatever_the_cpu_affinity(tmp_p
     script = (
         "import sys, numpy as np\n"
         "from sana_wm.utils.video_io import VideoWriter\n"
-        "frames = (np.random.default_rng(0).random((24, 64, 96, 3)) * 255).astype(np.uint8)\n"
+        "frames = (np.random.default_rng(0).random((16, 192, 352, 3)) * 255).astype(np.uint8)\n"
         "with VideoWriter(sys.argv[1], fps=16) as w:\n"
         "    w.write_many(frames)\n"
     )
