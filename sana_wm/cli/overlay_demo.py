@@ -10,6 +10,8 @@ from sana_wm.cli._args import DEFAULT_ACTION, add_camera_path_args, flag
 from sana_wm.cli.trajectory import camera_path
 from sana_wm.demo import render_path_video
 from sana_wm.errors import InputError
+from sana_wm.inference.request import MAX_SIDE
+from sana_wm.utils.atomic import check_output_file
 from sana_wm.viz.overlay import HUD_KEY_LABELS
 
 log = logging.getLogger("sana_wm")
@@ -53,11 +55,14 @@ def render(args: argparse.Namespace, out: str) -> None:
     """Render the camera path the arguments describe into ``out`` (shared with ``sana-wm demo``)."""
     for name in ("height", "width"):
         value = getattr(args, name)
-        if value < 16 or value % 2:
-            raise InputError(f"--{name}: must be an even number of pixels >= 16, got {value}")
+        if value < 16 or value % 2 or value > MAX_SIDE:
+            raise InputError(f"--{name}: must be an even number of pixels from 16 to {MAX_SIDE}, got {value}")
+    if args.num_frames < 1:
+        raise InputError(f"--num_frames: must be >= 1, got {args.num_frames}")
+    check_output_file(out, "--out", suffix=".mp4")
     if args.camera is None and args.action is None:
         args.action = DEFAULT_ACTION
-    c2w_F44 = camera_path(args)
+    c2w_F44 = camera_path(args).c2w_F44
     num_frames = align_num_frames(args.num_frames, len(c2w_F44))
     intrinsics_F4 = None
     if args.intrinsics is not None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-import numpy as np
-
-from sana_wm.camera import action_to_c2w, load_c2w
 from sana_wm.cli._args import add_camera_path_args
-from sana_wm.utils.atomic import atomic_output
+from sana_wm.inference.request import CameraPath
+from sana_wm.utils.atomic import check_output_file
 
 log = logging.getLogger("sana_wm")
 
@@ -24,11 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def camera_path(args: argparse.Namespace) -> np.ndarray:
-    """The (F,4,4) float32 c2w the arguments describe: a DSL rollout or a validated pose file."""
+def camera_path(args: argparse.Namespace) -> CameraPath:
+    """The camera path the arguments describe: a DSL rollout or a validated pose file."""
     if args.camera is not None:
-        return load_c2w(args.camera)
-    return action_to_c2w(
+        return CameraPath.from_file(args.camera, mapping=args.action_mapping)
+    return CameraPath.from_action(
         args.action,
         mapping=args.action_mapping,
         translation_speed=args.translation_speed,
@@ -38,17 +36,14 @@ def camera_path(args: argparse.Namespace) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    c2w_F44 = camera_path(args)
-    with atomic_output(args.out) as tmp, open(tmp, "wb") as f:
-        np.save(f, c2w_F44)
+    from sana_wm.viz.trajectory_plot import path_length_m, save_trajectory
+
+    check_output_file(args.out, "--out", suffix=".npy")
+    if args.plot:
+        check_output_file(args.plot, "--plot", suffix=".png")
+    c2w_F44 = camera_path(args).c2w_F44
+    save_trajectory(c2w_F44, args.out, args.plot, title=args.action or args.camera)
     log.info("wrote %s: %d poses, %.2f m travelled", args.out, len(c2w_F44), path_length_m(c2w_F44))
     if args.plot:
-        from sana_wm.viz.trajectory_plot import plot_trajectory
-
-        plot_trajectory(c2w_F44, args.plot)
         log.info("wrote %s", args.plot)
     return 0
-
-
-def path_length_m(c2w_F44: np.ndarray) -> float:
-    return float(np.linalg.norm(np.diff(c2w_F44[:, :3, 3], axis=0), axis=1).sum())

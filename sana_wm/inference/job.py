@@ -34,6 +34,7 @@ from sana_wm.inference.request import (
     SamplingSettings,
 )
 from sana_wm.inference.source import ModelSource
+from sana_wm.latent_shape import LTX2_STRIDE
 from sana_wm.utils.image import load_image
 from sana_wm.utils.prompt import read_prompt_file
 from sana_wm.utils.video_io import write_sidecar
@@ -134,7 +135,8 @@ def prepare(job: GenerateJob) -> tuple[GenerationRequest, OutputSpec]:
             pitch_limit_deg=job.pitch_limit_deg,
         )
     # The frame count the request will have (it checks the camera path is long enough first).
-    num_frames = align_num_frames(sampling.num_frames, len(camera)) if len(camera) > 8 else sampling.num_frames
+    long_enough = len(camera) > LTX2_STRIDE.time
+    num_frames = align_num_frames(sampling.num_frames, len(camera)) if long_enough else sampling.num_frames
     intrinsics = _intrinsics(job, demo, image, num_frames)
     camera = dataclasses.replace(camera, intrinsics=intrinsics, intrinsics_file=job.intrinsics)
     refiner = RefinerSettings(**job.refiner) if job.refine and not demo else None

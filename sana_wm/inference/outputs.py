@@ -7,7 +7,6 @@ output folder or name before any work starts.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from sana_wm.errors import InputError
 from sana_wm.inference.pipeline import GenerationOutput
-from sana_wm.utils.atomic import atomic_output
+from sana_wm.utils.atomic import atomic_output, check_output_folder
 from sana_wm.utils.video_io import VideoWriter
 
 MAX_NAME = 200  # characters of a file name stem (file systems allow 255 bytes for the whole name)
@@ -37,17 +36,9 @@ class OutputSpec:
 
 def check_output_path(folder: Path, name: str, *, flag: str = "--output_dir") -> None:
     """Refuse, before any work, a folder that cannot hold the outputs or a name that is not a file stem."""
-    if not name or "/" in name or "\0" in name or name in (".", "..") or len(name) > MAX_NAME:
+    if not name or "/" in name or "\0" in name or name in (".", "..") or len(name.encode()) > MAX_NAME:
         raise InputError(f"--name: {name[:40]!r}{'...' if len(name) > 40 else ''} is not a file name stem")
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{flag}: {folder} exists and is not a folder")
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InputError(f"{flag}: {existing} is a file, so {folder} cannot be created")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{flag}: {existing} is not writable")
+    check_output_folder(folder, flag)
 
 
 def write_video(path: Path, video: GenerationOutput, spec: OutputSpec) -> None:
@@ -78,10 +69,8 @@ def save_latents(path: Path, video: GenerationOutput, *, seed: int) -> None:
 
 def save_trajectory(folder: Path, c2w_F44: np.ndarray, title: str | None) -> tuple[Path, Path]:
     """``trajectory.npy`` (the poses) and ``trajectory.png`` (their picture) in ``folder``."""
-    from sana_wm.viz.trajectory_plot import plot_trajectory
+    from sana_wm.viz.trajectory_plot import save_trajectory as save
 
     npy, png = folder / "trajectory.npy", folder / "trajectory.png"
-    with atomic_output(npy) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, c2w_F44)
-    plot_trajectory(c2w_F44, png, title=title)
+    save(c2w_F44, npy, png, title=title)
     return npy, png

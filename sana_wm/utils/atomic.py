@@ -8,6 +8,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from sana_wm.errors import InputError
+
+MAX_NAME_BYTES = 200  # of one file name: file systems allow 255, the temporary name adds a few
+
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -32,3 +36,35 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def check_output_folder(folder: str | os.PathLike[str], flag: str) -> Path:
+    """Refuse, before any work, a folder that cannot be created or written: it is a file, lies under a
+    file, or its nearest existing ancestor is not writable."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{flag}: {folder} exists and is not a folder")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{flag}: {existing} is a file, so {folder} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{flag}: {existing} is not writable")
+    return folder
+
+
+def check_output_file(path: str | os.PathLike[str], flag: str, *, suffix: str | None = None) -> Path:
+    """:func:`check_output_folder` for the file's folder, plus the file itself: not a folder, a name of at
+    most :data:`MAX_NAME_BYTES` bytes, and (if given) the ``suffix`` its writer needs."""
+    path = Path(path)
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise InputError(f"{flag}: expected a {suffix} path, got '{path}'")
+    if path.is_dir():
+        raise InputError(f"{flag}: {path} is a folder")
+    if len(path.name.encode()) > MAX_NAME_BYTES:
+        raise InputError(
+            f"{flag}: the file name is {len(path.name.encode())} bytes long; at most {MAX_NAME_BYTES}"
+        )
+    check_output_folder(path.parent if str(path.parent) else Path("."), flag)
+    return path

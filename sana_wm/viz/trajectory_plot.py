@@ -170,3 +170,23 @@ def _check_writable_dir(directory: Path) -> None:
         raise InputError(f"--plot: cannot create folder '{directory}' ({err.strerror})") from err
     if not os.access(directory, os.W_OK | os.X_OK):
         raise InputError(f"--plot: folder '{directory}' is not writable")
+
+
+def path_length_m(c2w_F44: np.ndarray) -> float:
+    """Metres travelled along the poses' positions."""
+    return float(np.linalg.norm(np.diff(c2w_F44[:, :3, 3], axis=0), axis=1).sum())
+
+
+def save_trajectory(
+    c2w_F44: np.ndarray,
+    npy_path: str | os.PathLike[str],
+    png_path: str | os.PathLike[str] | None = None,
+    *,
+    title: str | None = None,
+) -> None:
+    """The poses as a float32 ``.npy`` and (with ``png_path``) their picture, each written atomically."""
+
+    with atomic_output(npy_path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, np.asarray(c2w_F44, dtype=np.float32))
+    if png_path is not None:
+        plot_trajectory(c2w_F44, png_path, title=title)

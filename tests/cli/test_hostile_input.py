@@ -63,3 +63,14 @@ def test_demo_passes_an_image_name_starting_with_a_dash_through(tmp_path, capsys
     assert main(["demo", "--image=-first.png", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--image" in err and "-first.png" in err
+
+
+def test_a_failed_command_leaves_no_file(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["trajectory", "--action", "w-8", "--out", "p.npy", "--plot", "p.txt"]) == 2
+    assert "--plot: expected a .png path, got 'p.txt'" in capsys.readouterr().err
+    assert main(["overlay-demo", "--action", "w-8", "--num_frames", "0", "--out", "o.mp4"]) == 2
+    assert "--num_frames: must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["overlay-demo", "--action", "w-8", "--height", "100000", "--out", "o.mp4"]) == 2
+    assert "--height: must be an even number of pixels from 16 to 8192" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
