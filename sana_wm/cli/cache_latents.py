@@ -7,14 +7,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sana_wm.cli._args import flag
 from sana_wm.errors import InputError
+from sana_wm.utils.device import DTYPES, resolve_device
 
 log = logging.getLogger("sana_wm")
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(*flag("--raw_dir"), dest="raw_dir", help="raw shards (default DIR/raw)")
     p.add_argument(*flag("--latent_dir"), dest="latent_dir", help="latent shards (default DIR/latents)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", help="default: cuda if available, else cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="VAE compute dtype")
     p.add_argument(
         *flag("--latent_dtype"), dest="latent_dtype", choices=["float32", "float16"], default="float32"
@@ -53,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     vae = VideoVAE.from_pretrained(
         args.vae,
         dtype=DTYPES[args.dtype],
-        device=args.device,
+        device=resolve_device(args.device),
         local_files_only=vae_path.exists(),
         subfolder=subfolder,
     )

@@ -9,6 +9,7 @@ import re
 from sana_wm.camera import MAPPINGS
 from sana_wm.cli._args import flag
 from sana_wm.errors import InputError
+from sana_wm.utils.device import resolve_device
 from sana_wm.worlds.clips import RAW_DIR, ClipSettings, write_worlds
 
 log = logging.getLogger("sana_wm")
@@ -53,8 +54,6 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.seed < 0:
-        raise InputError(f"--seed: must be >= 0, got {args.seed}")
     height, width = parse_size(args.size)
     settings = ClipSettings(
         num_frames=args.frames,
@@ -71,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         settings,
         args.num_clips,
         clips_per_shard=args.clips_per_shard,
-        device=args.device,
+        device=resolve_device(args.device),
         progress=not args.quiet,
     )
     log.info("%d clips in %d shard(s) under %s/%s", args.num_clips, len(shards), args.out, RAW_DIR)

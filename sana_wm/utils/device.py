@@ -30,6 +30,9 @@ def resolve_device(device: str | torch.device | None, flag: str = "--device") ->
         raise InputError(f"{flag}: {err}") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"{flag}: {device} requested but CUDA is not available")
+    count = torch.cuda.device_count() if resolved.type == "cuda" else 0
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= count:
+        raise InputError(f"{flag}: {device} requested but this machine has {count} GPU(s)")
     if resolved.type not in ("cpu", "cuda"):
         raise InputError(f"{flag}: {device} is not supported (use cpu or cuda)")
     return resolved

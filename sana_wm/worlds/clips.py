@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import tempfile
 import zipfile
@@ -58,6 +59,29 @@ class ClipSettings:
     mapping: str = "mixed"
     shadows: bool = True
     crf: int = 18
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1 or (self.num_frames - 1) % 8 or self.num_frames > 100_000:
+            raise InputError(
+                f"--frames: must be 8k+1 (the VAE folds 8 frames per latent), got {self.num_frames}"
+            )
+        sides = (self.height, self.width)
+        if min(sides) < 16 or max(sides) > 8192 or self.height % 2 or self.width % 2:
+            raise InputError(
+                f"--size: height and width must be even, from 16 to 8192, got {self.height}x{self.width}"
+            )
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise InputError(f"--fps: must be a positive number, got {self.fps}")
+        if not 0 <= self.seed < 2**63:
+            raise InputError(f"--seed: must be in [0, 2^63), got {self.seed}")
+        if self.trajectory not in ("actions", "smooth", "mixed"):
+            raise InputError(
+                f"--trajectory: unknown kind {self.trajectory!r}; choose actions, smooth or mixed"
+            )
+        if self.mapping not in ("v1", "v2", "mixed"):
+            raise InputError(f"--mapping: unknown mapping {self.mapping!r}; choose v1, v2 or mixed")
+        if not 0 <= self.crf <= 51:
+            raise InputError(f"--crf: must be 0 to 51, got {self.crf}")
 
 
 @dataclass(frozen=True)
@@ -146,14 +170,6 @@ def write_worlds(
         raise InputError(f"--num_clips: must be >= 1, got {num_clips}")
     if clips_per_shard < 1:
         raise InputError(f"--clips_per_shard: must be >= 1, got {clips_per_shard}")
-    if settings.num_frames < 1 or (settings.num_frames - 1) % 8:
-        raise InputError(
-            f"--frames: must be 8k+1 (the VAE folds 8 frames per latent), got {settings.num_frames}"
-        )
-    if settings.height < 16 or settings.width < 16 or settings.height % 2 or settings.width % 2:
-        raise InputError(
-            f"--size: height and width must be even and >= 16, got {settings.height}x{settings.width}"
-        )
     if settings.height % 32 or settings.width % 32:
         log.warning(
             "--size %dx%d: the LTX-2 VAE needs multiples of 32 to cache latents",

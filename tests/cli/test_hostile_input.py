@@ -6,6 +6,7 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
+import torch
 
 from sana_wm.cli import main
 
@@ -74,3 +75,14 @@ def test_a_failed_command_leaves_no_file(tmp_path, capsys, monkeypatch) -> None:
     assert main(["overlay-demo", "--action", "w-8", "--height", "100000", "--out", "o.mp4"]) == 2
     assert "--height: must be an even number of pixels from 16 to 8192" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_worlds_render_refuses_bad_settings_before_writing_anything(tmp_path, capsys) -> None:
+    out = tmp_path / "w"
+    argv = ["worlds", "render", "--num_clips", "1", "--frames", "9", "--size", "32x32", "--out", str(out)]
+    assert main([*argv, "--fps", "0"]) == 2
+    assert "--fps: must be a positive number, got 0.0" in capsys.readouterr().err
+    assert not out.exists()  # no settings file that would refuse the corrected rerun
+    assert main([*argv, "--device", "cuda:7" if torch.cuda.is_available() else "cuda"]) == 2
+    assert "--device" in capsys.readouterr().err and not out.exists()
+    assert main(argv) == 0
