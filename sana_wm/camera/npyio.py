@@ -9,6 +9,8 @@ import numpy as np
 
 from sana_wm.errors import InputError
 
+MAX_ELEMENTS = 16_000_000  # values in one camera or intrinsics file (a million 4x4 poses)
+
 
 def load_npy(path: str | os.PathLike[str], name: str) -> np.ndarray:
     """Load a real-valued ``.npy`` array as float64 for validation.
@@ -27,7 +29,23 @@ def load_npy(path: str | os.PathLike[str], name: str) -> np.ndarray:
     if not file.is_file():
         raise InputError(f"{name}: file not found: '{file}'")
     try:
+        with open(file, "rb") as handle:  # the header first: a tiny file may claim a huge shape
+            version = np.lib.format.read_magic(handle)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(handle)
+        elements = int(np.prod(shape, dtype=np.float64))
+        if elements * dtype.itemsize > file.stat().st_size or elements > MAX_ELEMENTS:
+            raise InputError(
+                f"{name}: '{file}' claims shape {shape} ({elements} values), which the file does not hold "
+                f"or which exceeds {MAX_ELEMENTS} values"
+            )
         array = np.load(file, allow_pickle=False)
+    except InputError:
+        raise
     except (OSError, ValueError, EOFError) as err:
         reason = " ".join(str(err).split())
         raise InputError(f"{name}: cannot read '{file}' as a .npy array ({reason})") from None

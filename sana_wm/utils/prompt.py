@@ -7,6 +7,8 @@ from pathlib import Path
 
 from sana_wm.errors import InputError
 
+MAX_PROMPT_BYTES = 1_000_000  # the text encoders read a few hundred tokens; the sidecar copies the prompt
+
 
 def read_prompt_file(path: str | os.PathLike[str], name: str = "--prompt") -> str:
     """Return the prompt in a UTF-8 text file, surrounding white space removed (a BOM is tolerated).
@@ -15,6 +17,11 @@ def read_prompt_file(path: str | os.PathLike[str], name: str = "--prompt") -> st
         InputError: the file is missing, unreadable, not UTF-8, or holds only white space.
     """
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_PROMPT_BYTES:
+            raise InputError(
+                f"{name}: {path} is {size} bytes; a prompt file may hold at most {MAX_PROMPT_BYTES}"
+            )
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise InputError(f"{name}: file not found: {path}") from None

@@ -86,3 +86,33 @@ def test_worlds_render_refuses_bad_settings_before_writing_anything(tmp_path, ca
     assert main([*argv, "--device", "cuda:7" if torch.cuda.is_available() else "cuda"]) == 2
     assert "--device" in capsys.readouterr().err and not out.exists()
     assert main(argv) == 0
+
+
+def test_inputs_that_claim_more_than_they_hold_are_refused_before_allocating(tmp_path, capsys) -> None:
+    import io
+
+    import numpy as np
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**9, 4, 4)}
+    )
+    (tmp_path / "huge.npy").write_bytes(header.getvalue())
+    assert main(["trajectory", "--camera", str(tmp_path / "huge.npy"), "--out", str(tmp_path / "o.npy")]) == 2
+    assert "claims shape (1000000000, 4, 4)" in capsys.readouterr().err
+    (tmp_path / "prompt.txt").write_bytes(b"a" * 2_000_000)
+    from PIL import Image
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "x.png")
+    argv = [
+        "generate",
+        "--official",
+        "--image",
+        str(tmp_path / "x.png"),
+        "--prompt",
+        str(tmp_path / "prompt.txt"),
+    ]
+    assert main([*argv, "--action", "w-8", "--output_dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is 2000000 bytes; a prompt file may hold at most 1000000" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.npy", "prompt.txt", "x.png"]
