@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from sana_wm.models import preset
-from sana_wm.models.attention import BlockContext
-from sana_wm.models.blocks import SanaWMBlock
-from sana_wm.models.camera_embed import ray_transforms
+from sana_wm.models.attention import BlockContext, ray_transforms
+from sana_wm.models.dit import SanaWMBlock
 from sana_wm.ops.rope import rope_tables
 
 

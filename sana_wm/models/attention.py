@@ -1,7 +1,7 @@
-"""Attention modules: the dual-branch self-attention (frame-wise GDN or softmax) and the text cross-attention.
+"""Attention modules of the SANA-WM block: the dual-branch self-attention (frame-wise GDN or softmax) and the
+text cross-attention, with the per-call inputs they share (:class:`BlockContext`, :class:`RayTransforms`).
 
-Shape letters: ``B`` batch, ``T`` latent frames, ``S`` tokens per frame, ``M`` video tokens (``T·S``), ``D``
-model width, ``N`` heads, ``E`` head dim, ``L`` text tokens.
+Shape letters: ``docs/conventions.md``.
 
 Self-attention has a *main* branch and a *camera* branch over the same modulated input ``a``; their raw
 outputs are summed, gated and projected once: ``proj((main + out_proj_cam(cam)) · SiLU(output_gate(a)))`` with
@@ -29,34 +29,96 @@ Numerics matched to diffusers 0.42.1 (the oracle), with the official NVlabs beha
   NaN here).
 - UCPE geometry and transforms run in fp32 here (diffusers and the official code run them in the camera
   tensor's dtype, bf16 at inference), so bf16 runs differ from theirs at bf16 rounding level.
+
+Initialisation: every module here owns an ``init_weights()`` (official SANA-WM values, see each method).
+Parameters are written through :func:`init_param_`, so random values depend on the torch seed only, not
+on the parameters' device, dtype or sharding.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from sana_wm.models.camera_embed import RayTransforms
 from sana_wm.ops import Backend
 from sana_wm.ops.gdn import cam_bidirectional, gdn_bidirectional
 from sana_wm.ops.norm_gate import silu_gate_sum
 from sana_wm.ops.qk_prep import qk_prep
+from sana_wm.ops.rope import camera_rope_tables
 from sana_wm.ops.short_conv import bidirectional_short_conv
-from sana_wm.ops.ucpe import ucpe_encode
+from sana_wm.ops.ucpe import invert_rigid, ray_matrices, ucpe_encode
 
 GDN_EPS = 1e-8
 QK_NORM_EPS = 1e-5
 CROSS_NORM_EPS = 1e-6
 TRANSFORM_NORM_EPS = 1e-6
+# Official init of the shared output gate: zero weight and silu(bias) = 1, so the gate starts as identity.
+OUTPUT_GATE_INIT_BIAS = 1.278464542761074
+
+
+@torch.no_grad()
+def init_param_(param: Tensor, init: Callable[[Tensor], object]) -> Tensor:
+    """Initialise ``param`` in place through a full-size fp32 CPU tensor that ``init`` fills (an ``nn.init``
+    function or any in-place fill); returns that tensor.
+
+    So random values depend on the torch seed only: an unsharded fp32 CPU parameter gets exactly what
+    ``init(param)`` would draw, a parameter on another device or in another dtype the same numbers, and a
+    sharded one (an FSDP2 ``DTensor``; ``sana_wm.train.parallel.init_weights`` makes ``copy_`` keep this
+    rank's part of the full tensor) its part of them: the initial weights do not depend on the world size.
+    Extra memory: one parameter in fp32 at a time.
+    """
+    full = torch.empty(param.shape, dtype=torch.float32)
+    init(full)
+    param.copy_(full.to(param.device))
+    return full
+
+
+def init_linear(linear: nn.Linear, std: float | None = None) -> Tensor:
+    """Xavier-uniform weight, or ``N(0, std²)`` given ``std``; zero bias. Returns the weight's values."""
+    init = nn.init.xavier_uniform_ if std is None else functools.partial(nn.init.normal_, std=std)
+    weight = init_param_(linear.weight, init)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+    return weight
+
+
+class RayTransforms(NamedTuple):
+    """UCPE transforms for every token (fp32): queries use ``Pᵀ``, keys and values ``P⁻¹``, outputs ``P``."""
+
+    query_BM44: Tensor
+    key_BM44: Tensor
+    out_BM44: Tensor
+    cos_MQ: Tensor
+    sin_MQ: Tensor
+
+
+def ray_transforms(
+    camera_BT20: Tensor, grid: tuple[int, int, int], cos_MP: Tensor, sin_MP: Tensor, head_dim: int
+) -> RayTransforms:
+    """Per-token UCPE transforms from camera conditions ``(B, T, 20)`` and the main RoPE tables; computed once
+    per call and shared by every block's camera branch."""
+    _, height, width = grid
+    world_to_ray_BM44 = ray_matrices(camera_BT20, height, width).flatten(1, 3)
+    cos_MQ, sin_MQ = camera_rope_tables(cos_MP, sin_MP, head_dim)
+    return RayTransforms(
+        query_BM44=world_to_ray_BM44.transpose(-1, -2),
+        key_BM44=invert_rigid(world_to_ray_BM44),
+        out_BM44=world_to_ray_BM44,
+        cos_MQ=cos_MQ,
+        sin_MQ=sin_MQ,
+    )
 
 
 @dataclass(frozen=True)
 class BlockContext:
-    """Per-call inputs shared by every block.
+    """Per-call inputs shared by every block: the latent grid, RoPE tables, camera transforms and settings.
 
     Memory knobs (results do not depend on them): ``heads_per_chunk``: both self-attention branches are
     computed for this many heads at a time (heads are independent until the output projections), so the
@@ -80,8 +142,8 @@ class BlockContext:
 
 
 def _sdpa(q: Tensor, k: Tensor, v: Tensor, scale: float | None, backend: Backend) -> Tensor:
-    """SDPA; with the ``"triton"`` backend on CUDA, cuDNN attention first (about 1.8× flash on an H100 at
-    head dim 112), then flash, memory-efficient and math as fallbacks."""
+    """SDPA; with the ``"triton"`` backend on CUDA, cuDNN attention first (the fastest at head dim 112), then
+    flash, memory-efficient and math as fallbacks."""
     if backend == "triton" and q.is_cuda:
         with sdpa_kernel(_CUDNN_FIRST, set_priority=True):
             return F.scaled_dot_product_attention(q, k, v, scale=scale)
@@ -98,13 +160,18 @@ _CUDNN_FIRST = [
 
 class RMSNorm(nn.Module):
     """RMS normalisation over the last dim with a learned weight (diffusers 0.42.1 dtype behaviour; with
-    ``fp32=True`` everything in fp32 whatever the weight's dtype)."""
+    ``fp32=True`` everything in fp32 whatever the weight's dtype). The weight starts at ``init_value``."""
 
-    def __init__(self, dim: int, eps: float, fp32: bool = False) -> None:
+    def __init__(self, dim: int, eps: float, fp32: bool = False, init_value: float = 1.0) -> None:
         super().__init__()
         self.eps = eps
         self.fp32 = fp32
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.init_value = init_value
+        self.weight = nn.Parameter(torch.full((dim,), init_value))
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        nn.init.constant_(self.weight, self.init_value)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.fp32:
@@ -122,6 +189,11 @@ class ShortConv(nn.Module):
     def __init__(self, channels: int, taps: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(channels, 1, taps))
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """The identity: last causal tap 1, the others 0."""
+        init_param_(self.weight, lambda w: nn.init.zeros_(w)[:, 0, -1].fill_(1.0))
 
     def forward(self, x_BMD: Tensor, num_frames: int, backend: Backend) -> Tensor:
         x_BTSD = x_BMD.unflatten(1, (num_frames, -1))
@@ -163,6 +235,38 @@ class DualBranchAttention(nn.Module):
         self.k_norm_cam = RMSNorm(dim, QK_NORM_EPS)
         if short_conv_kernel is not None:
             self.conv_k_cam = ShortConv(dim, short_conv_kernel)
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Official init. ``qkv`` and ``proj`` Xavier-uniform (zero bias), norms 1, identity short convs.
+
+        The delta-rule gates start "linear-attention equivalent": ``beta_proj`` weight 0 / bias 5,
+        ``gate_proj`` 0, ``A_log`` 0, ``dt_bias`` −5. The output gate starts as the identity (weight 0,
+        ``silu(bias) = 1``). The camera branch starts as a copy of the main one (its q/k/v projections take
+        the ``qkv`` weights, zero bias) whose output is silenced by a zero ``out_proj_cam``.
+        """
+        qkv = init_linear(self.qkv)
+        init_linear(self.proj)
+        for module in (self.q_norm, self.k_norm, self.q_norm_cam, self.k_norm_cam):
+            module.init_weights()
+        nn.init.zeros_(self.beta_proj.weight)
+        nn.init.constant_(self.beta_proj.bias, 5.0)
+        nn.init.zeros_(self.gate_proj.weight)
+        nn.init.zeros_(self.gate_proj.bias)
+        nn.init.zeros_(self.A_log)
+        nn.init.constant_(self.dt_bias, -5.0)
+        self.recall_gate.zero_()
+        nn.init.zeros_(self.output_gate.weight)
+        nn.init.constant_(self.output_gate.bias, OUTPUT_GATE_INIT_BIAS)
+        cams = (self.q_proj_cam, self.k_proj_cam, self.v_proj_cam)
+        for cam, weight in zip(cams, qkv.chunk(3), strict=True):
+            cam.weight.copy_(weight.to(cam.weight.device))
+            nn.init.zeros_(cam.bias)
+        nn.init.zeros_(self.out_proj_cam.weight)
+        nn.init.zeros_(self.out_proj_cam.bias)
+        for conv in (getattr(self, "conv_k", None), getattr(self, "conv_k_cam", None)):
+            if conv is not None:
+                conv.init_weights()
 
     def _heads(self, x_BMD: Tensor) -> Tensor:
         return x_BMD.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)  # (B, N, M, E)
@@ -215,8 +319,8 @@ def _to_ray_space(
     out_dtype: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """UCPE-encode camera q (``Pᵀ``) and k/v (``P⁻¹``), each scaled down to its pre-transform RMS; computed
-    in fp32, returned in ``out_dtype`` (the GDN scans take fp32: rounding these to bf16 doubled the model's
-    bf16 error against fp32 on an H100)."""
+    in fp32, returned in ``out_dtype`` (fp32 for the GDN scans: rounding the transformed values to bf16 costs
+    more accuracy than anything else in the camera branch)."""
     pairs = ((q_BNME, rays.query_BM44), (k_BNME, rays.key_BM44), (v_BNME, rays.key_BM44))
     q, k, v = (
         ucpe_encode(x, m, rays.cos_MQ, rays.sin_MQ, downscale=True, out_dtype=out_dtype, backend=backend)
@@ -355,6 +459,14 @@ class CrossAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.q_norm = RMSNorm(dim, CROSS_NORM_EPS)
         self.k_norm = RMSNorm(dim, CROSS_NORM_EPS)
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Official init: Xavier-uniform linears with zero biases, norms 1."""
+        for linear in (self.q_linear, self.kv_linear, self.proj):
+            init_linear(linear)
+        self.q_norm.init_weights()
+        self.k_norm.init_weights()
 
     def forward(self, x_BMD: Tensor, text_BLD: Tensor, keep_BL: Tensor, backend: Backend = "torch") -> Tensor:
         dim = x_BMD.shape[-1]

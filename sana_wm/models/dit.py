@@ -1,51 +1,78 @@
 """SANA-WM stage-1 transformer: a camera-controlled video DiT with hybrid frame-wise GDN / softmax attention.
 
-Shape letters: ``B`` batch, ``C`` latent channels, ``T`` latent frames, ``h``/``w`` latent grid, ``M`` video
-tokens (``T·h·w``, frame-major, then row, then column), ``D`` model width, ``L`` text tokens, ``K`` caption
-channels, ``P`` RoPE pairs.
+Shape letters: ``docs/conventions.md``. The attention modules are in ``attention.py``; everything else the
+forward runs is here, in reading order: embedders, FFN, block, final layer, :class:`SanaWMTransformer`.
 
 The model predicts the flow velocity ``v = noise − data`` for a whole clip in one call. Image conditioning
 is "frame 0 clean with timestep 0": nothing else marks it. Camera control enters twice: the chunked Plücker
-map is embedded once and added after every block's self-attention, and the raw camera conditions drive
-per-token UCPE transforms in every block's camera branch.
+map is embedded once and added after the self-attention of the first ``plucker_blocks`` blocks, and the raw
+camera conditions drive per-token UCPE transforms in every block's camera branch.
+
+Layout rule: block ``i`` uses softmax self-attention iff ``(i + 1) % softmax_every_n == 0`` (blocks 3, 7, 11,
+15, 19 of the release), frame-wise GDN otherwise (:meth:`SanaWMConfig.is_softmax_block`). Modulation is
+*frame-aware*: each latent frame has its own timestep, so the six adaLN vectors (shift/scale/gate for
+attention, then for the FFN) are ``scale_shift_table + t_block(t)`` per frame, broadcast over that frame's
+tokens. One block:
+
+    a = LN(x)·(1 + scale_msa) + shift_msa            (LayerNorm without affine, eps 1e-6)
+    x = x + gate_msa · SelfAttn(a)
+    x = x + plucker_proj(plucker)                     (no gate, no timestep; blocks i < plucker_blocks)
+    x = x + CrossAttn(x, text)                        (no pre-norm, no gate)
+    x = x + gate_mlp · FFN(LN(x)·(1 + scale_mlp) + shift_mlp)
 
 State-dict keys and shapes equal diffusers' ``SanaWMTransformer3DModel`` (``t_embedder.linear_1/linear_2``);
 the official checkpoint differs only by name (``t_embedder.mlp.0/mlp.2``), an extra ``y_embedder.y_embedding``
-and ``pos_embed``, mapped by ``checkpoint_io``.
+and ``pos_embed``, mapped by ``checkpoint_io``. The checkpoint's ``raymap_embedder`` (an absolute up/latitude
+map embedding) is kept for loading and never computed: the release disables it.
 
 Precision: parameters may be bf16; fp32 is kept where diffusers 0.42.1 keeps it — timestep sinusoid, RMSNorm
 variance, LayerNorm statistics, RoPE and UCPE arithmetic, GDN decay and scans, the SiLU output gate — and,
-past diffusers, wherever it is cheap and matters: the residual stream ``x`` between and inside blocks is fp32
-(each branch's output is added to it in fp32; only the branches' inputs are rounded to the weights' dtype),
-and the small modules outside the blocks (patch, timestep and caption embedders, ``t_block``, the adaLN
-tables, the final layer) compute in fp32 from upcast weights, so the velocity comes out in fp32. With bf16
-weights and random-weight inputs this cuts the relative error against the fp32 model about threefold
-(``BENCHMARKS.md``).
-Timesteps are floored to integers before the sinusoid (the release has ``timestep_norm_scale_factor = 1``).
+past diffusers, where it is cheap and bf16 rounding would dominate the error: the residual stream ``x``
+between and inside blocks is fp32 (each branch's output is added to it in fp32; only the branches' inputs
+are rounded to the weights' dtype), and the small modules outside the blocks (patch, timestep and caption
+embedders, ``t_block``, the adaLN tables, the final layer) compute in fp32 from upcast weights, so the
+velocity comes out in fp32. Timesteps are floored to integers before the sinusoid (the release has
+``timestep_norm_scale_factor = 1``).
+
+Initialisation: each module's ``init_weights()`` sets its own parameters (official SANA-WM values) and calls
+its children's; :meth:`SanaWMTransformer.init_weights` also runs on FSDP2-sharded parameters
+(``attention.init_param_``). Activation checkpointing and sharding are applied from
+``sana_wm.train.parallel``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from sana_wm.errors import InputError
-from sana_wm.models.attention import BlockContext, DualBranchAttention, RMSNorm, ShortConv
-from sana_wm.models.blocks import FinalLayer, SanaWMBlock
-from sana_wm.models.camera_embed import ray_transforms
+from sana_wm.models.attention import (
+    BlockContext,
+    CrossAttention,
+    GDNCameraAttention,
+    RMSNorm,
+    SoftmaxCameraAttention,
+    init_linear,
+    init_param_,
+    ray_transforms,
+)
 from sana_wm.models.config import SanaWMConfig
-from sana_wm.models.embeddings import CaptionEmbedder, Fp32Linear, PatchEmbed3d, TimestepEmbedder
 from sana_wm.ops import Backend, check_backend
+from sana_wm.ops.glu_conv import silu_dwconv_glu
+from sana_wm.ops.norm_gate import layer_norm_modulate
 from sana_wm.ops.rope import rope_tables
 
+LN_EPS = 1e-6
 Y_NORM_EPS = 1e-5
+Y_NORM_INIT = 0.01  # official ``y_norm_scale_factor``: the text features start small
 CAMERA_CONDITION_CHANNELS = 20
-# Official init of the shared output gate: zero weight and silu(bias) = 1, so the gate starts as identity.
-OUTPUT_GATE_INIT_BIAS = 1.278464542761074
+TIMESTEP_CHANNELS = 256
 
 
 @dataclass(frozen=True)
@@ -93,25 +120,315 @@ class MemoryPlan:
         )
 
 
+def _init_adaln_table(table: Tensor) -> None:
+    """An adaLN table ``(n, D)``: ``N(0, 1/D)``."""
+    init_param_(table, functools.partial(nn.init.normal_, std=table.shape[1] ** -0.5))
+
+
+def _init_conv_default(conv: nn.Conv2d | nn.Conv3d) -> None:
+    """PyTorch's default conv init (``reset_parameters``): Kaiming-uniform ``a=√5`` weight, bias
+    ``U(±1/√fan_in)``."""
+    init_param_(conv.weight, functools.partial(nn.init.kaiming_uniform_, a=math.sqrt(5)))
+    if conv.bias is not None:
+        bound = 1 / math.sqrt(math.prod(conv.weight.shape[1:]))
+        init_param_(conv.bias, functools.partial(nn.init.uniform_, a=-bound, b=bound))
+
+
+class Fp32Linear(nn.Linear):
+    """A linear layer that computes in fp32 whatever its weights' dtype (weights upcast for the call): for the
+    small modules outside the blocks, where bf16 rounding costs accuracy and fp32 costs nothing measurable.
+    Same parameters and checkpoint keys as ``nn.Linear``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        bias = None if self.bias is None else self.bias.float()
+        return F.linear(x.float(), self.weight.float(), bias)
+
+
+class PatchEmbed3d(nn.Module):
+    """Per-token linear map of a ``(B, C, T, h, w)`` map to ``(B, M, D)`` fp32 tokens (patch size 1×1×1).
+
+    The weight keeps the checkpoint's ``Conv3d`` layout ``(D, C, 1, 1, 1)`` under the key ``proj``.
+    ``zero_init``: start at zero (the camera embedders, so the camera path starts silent).
+    """
+
+    def __init__(self, in_channels: int, hidden_size: int, *, zero_init: bool = False) -> None:
+        super().__init__()
+        self.zero_init = zero_init
+        self.proj = nn.Conv3d(in_channels, hidden_size, kernel_size=1)
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Xavier-uniform weight (as a ``D × C`` matrix) and the Conv3d default bias, or zeros."""
+        if self.zero_init:
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
+            return
+        init_param_(self.proj.weight, nn.init.xavier_uniform_)
+        bound = 1 / math.sqrt(self.proj.in_channels)
+        init_param_(self.proj.bias, functools.partial(nn.init.uniform_, a=-bound, b=bound))
+
+    def forward(self, x_BCThw: Tensor) -> Tensor:
+        tokens_BMC = x_BCThw.permute(0, 2, 3, 4, 1).flatten(1, 3).float()
+        return F.linear(tokens_BMC, self.proj.weight.flatten(1).float(), self.proj.bias.float())
+
+
+def timestep_sinusoid(t_X: Tensor, channels: int = TIMESTEP_CHANNELS, max_period: float = 10000.0) -> Tensor:
+    """Sinusoid ``(X, channels)`` in fp32, ordered ``[cos | sin]``, frequencies ``exp(−ln(P)·i/half)``."""
+    half = channels // 2
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t_X.device) / half
+    )
+    args = t_X.float()[:, None] * freqs[None, :]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+class TimestepEmbedder(nn.Module):
+    """``Linear(256 → D) → SiLU → Linear(D → D)`` on the sinusoid of (already floored) timesteps, in fp32."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.linear_1 = Fp32Linear(TIMESTEP_CHANNELS, hidden_size)
+        self.linear_2 = Fp32Linear(hidden_size, hidden_size)
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Weights ``N(0, 0.02²)``, zero biases."""
+        init_linear(self.linear_1, std=0.02)
+        init_linear(self.linear_2, std=0.02)
+
+    def forward(self, t_X: Tensor) -> Tensor:
+        return self.linear_2(F.silu(self.linear_1(timestep_sinusoid(t_X))))
+
+
+class _Mlp(nn.Module):
+    def __init__(self, in_features: int, hidden_size: int) -> None:
+        super().__init__()
+        self.fc1 = Fp32Linear(in_features, hidden_size)
+        self.fc2 = Fp32Linear(hidden_size, hidden_size)
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Weights ``N(0, 0.02²)``, zero biases."""
+        init_linear(self.fc1, std=0.02)
+        init_linear(self.fc2, std=0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class CaptionEmbedder(nn.Module):
+    """Text features ``(B, L, C)`` → ``(B, L, D)`` in fp32: ``fc1 → GELU(tanh) → fc2`` (``y_proj``)."""
+
+    def __init__(self, caption_channels: int, hidden_size: int) -> None:
+        super().__init__()
+        self.y_proj = _Mlp(caption_channels, hidden_size)
+
+    def init_weights(self) -> None:
+        self.y_proj.init_weights()
+
+    def forward(self, text_BLC: Tensor) -> Tensor:
+        return self.y_proj(text_BLC)
+
+
+class _ConvSlot(nn.Module):
+    """Holds a conv under the attribute ``conv`` (checkpoint keys ``mlp.inverted_conv.conv.weight``, ...)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+
+class GLUMBConvTemp(nn.Module):
+    """The feed-forward block: a gated inverted-bottleneck conv per frame plus a residual dense temporal conv.
+
+    Per frame on the ``h×w`` grid: 1×1 conv ``D → G`` (+bias, ``G = 2·hidden``) → SiLU → depthwise 3×3 (pad 1,
+    +bias) → split into value (first half) and gate → ``value · SiLU(gate)`` → 1×1 conv ``G/2 → D`` (no bias).
+    Then across frames: ``u + Conv_{(k,1)}(u)``, a dense ``D → D`` convolution over ``k`` neighbouring latent
+    frames (zero padded at both ends, no bias). The 1×1 convs run as linears on channels-last tokens; the
+    checkpoint's conv layouts are kept. Both parts can run on a few frames at a time (bounded memory).
+    """
+
+    def __init__(self, dim: int, hidden: int, temporal_kernel: int) -> None:
+        super().__init__()
+        self.inverted_conv = _ConvSlot(nn.Conv2d(dim, 2 * hidden, kernel_size=1))
+        self.depth_conv = _ConvSlot(
+            nn.Conv2d(2 * hidden, 2 * hidden, kernel_size=3, padding=1, groups=2 * hidden)
+        )
+        self.point_conv = _ConvSlot(nn.Conv2d(hidden, dim, kernel_size=1, bias=False))
+        self.t_conv = nn.Conv2d(
+            dim, dim, kernel_size=(temporal_kernel, 1), padding=(temporal_kernel // 2, 0), bias=False
+        )
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """PyTorch's conv defaults, as the official model leaves them."""
+        for conv in (self.inverted_conv.conv, self.depth_conv.conv, self.point_conv.conv, self.t_conv):
+            _init_conv_default(conv)
+
+    def forward(
+        self,
+        x_BMD: Tensor,
+        grid: tuple[int, int, int],
+        frames_per_chunk: int | None = None,
+        backend: Backend = "torch",
+    ) -> Tensor:
+        """``(B, M, D) → (B, M, D)``; ``frames_per_chunk`` bounds the memory of the hidden activations (same
+        result for any value)."""
+        num_frames = grid[0]
+        step = num_frames if frames_per_chunk is None else max(1, min(frames_per_chunk, num_frames))
+        x_BTSD = x_BMD.unflatten(1, (num_frames, -1))
+        y_BTSD = torch.empty_like(x_BTSD)
+        for start in range(0, num_frames, step):
+            y_BTSD[:, start : start + step] = self._per_frame(x_BTSD[:, start : start + step], grid, backend)
+        out_BTSD = torch.empty_like(y_BTSD)
+        weight_KDD = self.t_conv.weight[..., 0].permute(2, 0, 1).contiguous()  # (k, D_out, D_in)
+        for start in range(0, num_frames, step):
+            self._temporal(y_BTSD, weight_KDD, out_BTSD, start, min(start + step, num_frames))
+        return out_BTSD.flatten(1, 2)
+
+    def _per_frame(self, x_BTSD: Tensor, grid: tuple[int, int, int], backend: Backend) -> Tensor:
+        """The 2D part on a chunk of frames: inverted 1×1, SiLU, depthwise 3×3, GLU, point 1×1."""
+        batch, frames, _, dim = x_BTSD.shape
+        _, height, width = grid
+        inverted, depth, point = self.inverted_conv.conv, self.depth_conv.conv, self.point_conv.conv
+        # A frame slice of a batch is not contiguous; the copy lets the bias ride the matmul's epilogue
+        # instead of costing a separate pass over the G-wide output.
+        u_XhwG = F.linear(x_BTSD.contiguous(), inverted.weight.flatten(1), inverted.bias).reshape(
+            batch * frames, height, width, -1
+        )
+        # (X, h, w, G/2): value · SiLU(gate) after the depthwise conv
+        glu = silu_dwconv_glu(u_XhwG, depth.weight, depth.bias, overwrite_input=True, backend=backend)
+        y_XhwD = F.linear(glu, point.weight.flatten(1))
+        return y_XhwD.reshape(batch, frames, height * width, dim)
+
+    @staticmethod
+    def _temporal(y_BTSD: Tensor, weight_KDD: Tensor, out_BTSD: Tensor, start: int, stop: int) -> None:
+        """Write ``y + Conv_{(k,1)}(y)`` of frames ``[start, stop)`` into ``out`` (zero frames beyond both
+        ends): each tap is a matmul accumulated in place, per batch row (no shifted or padded copies)."""
+        num_frames = y_BTSD.shape[1]
+        taps = weight_KDD.shape[0]
+        half = taps // 2
+        chunk_BTSD = out_BTSD[:, start:stop]
+        chunk_BTSD.copy_(y_BTSD[:, start:stop])
+        for j in range(taps):
+            lo, hi = max(start, half - j), min(stop, num_frames + half - j)  # outputs whose source exists
+            if lo >= hi:
+                continue
+            for b in range(y_BTSD.shape[0]):
+                source = y_BTSD[b, lo + j - half : hi + j - half].flatten(0, 1)
+                chunk_BTSD[b, lo - start : hi - start].flatten(0, 1).addmm_(source, weight_KDD[j].t())
+
+
+class SanaWMBlock(nn.Module):
+    """One transformer block: ``forward(x_BMD, text_BLD, keep_BL, t0_BT6D, plucker_BMD, ctx)`` → ``x_BMD``."""
+
+    def __init__(self, config: SanaWMConfig, index: int) -> None:
+        super().__init__()
+        dim = config.hidden_size
+        self.scale_shift_table = nn.Parameter(torch.zeros(6, dim))
+        self.plucker_proj = nn.Linear(dim, dim) if index < config.plucker_blocks else None
+        if config.is_softmax_block(index):
+            self.attn: GDNCameraAttention | SoftmaxCameraAttention = SoftmaxCameraAttention(
+                dim, config.head_dim
+            )
+        else:
+            self.attn = GDNCameraAttention(dim, config.head_dim, config.short_conv_kernel)
+        self.cross_attn = CrossAttention(dim, config.cross_attn_heads)
+        self.mlp = GLUMBConvTemp(dim, config.ffn_hidden, config.temporal_kernel)
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """adaLN table ``N(0, 1/D)``, ``plucker_proj`` Xavier-uniform (the official constructor zeroes it, but
+        its later Xavier pass over all linears overwrites that), then the branches' own init."""
+        _init_adaln_table(self.scale_shift_table)
+        if self.plucker_proj is not None:
+            init_linear(self.plucker_proj)
+        self.attn.init_weights()
+        self.cross_attn.init_weights()
+        self.mlp.init_weights()
+
+    def forward(
+        self,
+        x_BMD: Tensor,
+        text_BLD: Tensor,
+        keep_BL: Tensor,
+        t0_BT6D: Tensor,
+        plucker_BMD: Tensor,
+        ctx: BlockContext,
+    ) -> Tensor:
+        """``x_BMD`` is the fp32 residual stream; without autograd it is updated in place."""
+        dtype = self.attn.qkv.weight.dtype  # what the branches compute in
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
+            self.scale_shift_table.float() + t0_BT6D.float()
+        ).unbind(2)  # each (B, T, D)
+
+        a_BMD = layer_norm_modulate(
+            x_BMD, shift_msa, scale_msa, eps=LN_EPS, out_dtype=dtype, backend=ctx.backend
+        )
+        x_BMD = _gated_add(x_BMD, gate_msa, self.attn(a_BMD, ctx))
+        del a_BMD
+        if self.plucker_proj is not None:
+            x_BMD = _add(x_BMD, self.plucker_proj(plucker_BMD))
+        x_BMD = _add(x_BMD, self.cross_attn(x_BMD.to(dtype), text_BLD, keep_BL, ctx.backend))
+        m_BMD = layer_norm_modulate(
+            x_BMD, shift_mlp, scale_mlp, eps=LN_EPS, out_dtype=dtype, backend=ctx.backend
+        )
+        return _gated_add(x_BMD, gate_mlp, self.mlp(m_BMD, ctx.grid, ctx.ffn_frames_per_chunk, ctx.backend))
+
+
+def _add(x_BMD: Tensor, y_BMD: Tensor) -> Tensor:
+    """``x + y`` in ``x``'s dtype; in place when no autograd graph is being recorded."""
+    if torch.is_grad_enabled():
+        return x_BMD + y_BMD
+    return x_BMD.add_(y_BMD)
+
+
+def _gated_add(x_BMD: Tensor, gate_BTD: Tensor, y_BMD: Tensor) -> Tensor:
+    """``x + gate_t·y`` with the per-frame gate broadcast over each frame's tokens, in ``x``'s dtype."""
+    frames = gate_BTD.shape[1]
+    x_BTSD, y_BTSD = x_BMD.unflatten(1, (frames, -1)), y_BMD.unflatten(1, (frames, -1))
+    if torch.is_grad_enabled():
+        return (x_BTSD + gate_BTD[:, :, None] * y_BTSD).flatten(1, 2)
+    return x_BTSD.addcmul_(gate_BTD[:, :, None], y_BTSD).flatten(1, 2)
+
+
+class FinalLayer(nn.Module):
+    """Frame-aware ``LN → (1 + scale)·x + shift → Linear(D → C)``; shift, scale = table + raw ``t``."""
+
+    def __init__(self, hidden_size: int, out_channels: int) -> None:
+        super().__init__()
+        self.scale_shift_table = nn.Parameter(torch.zeros(2, hidden_size))
+        self.linear = Fp32Linear(hidden_size, out_channels)
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Table ``N(0, 1/D)``, Xavier-uniform linear with zero bias (not zero: as in the official model)."""
+        _init_adaln_table(self.scale_shift_table)
+        init_linear(self.linear)
+
+    def forward(self, x_BMD: Tensor, t_BTD: Tensor) -> Tensor:
+        """In fp32 whatever the weights' dtype (the output is the velocity the sampler integrates)."""
+        table_BT2D = self.scale_shift_table.float() + t_BTD.float()[:, :, None]
+        shift, scale = table_BT2D.unbind(2)  # each (B, T, D)
+        x_BMD = layer_norm_modulate(x_BMD, shift, scale, eps=LN_EPS, out_dtype=torch.float32)
+        return self.linear(x_BMD)
+
+
 class SanaWMTransformer(nn.Module):
     """The stage-1 DiT. Build on ``torch.device("meta")`` and call :meth:`init_weights` after ``to_empty``, or
-    build on a real device (initialised on construction), or load with ``checkpoint_io.load_transformer``.
-
-    Set ``gradient_checkpointing = True`` to recompute each block in the backward pass.
-    """
+    build on a real device (initialised on construction), or load with ``checkpoint_io.load_transformer``."""
 
     def __init__(self, config: SanaWMConfig) -> None:
         super().__init__()
         self.config = config
-        self.gradient_checkpointing = False
         dim = config.hidden_size
         self.t_embedder = TimestepEmbedder(dim)
-        self.attention_y_norm = RMSNorm(dim, Y_NORM_EPS, fp32=True)
+        self.attention_y_norm = RMSNorm(dim, Y_NORM_EPS, fp32=True, init_value=Y_NORM_INIT)
         self.t_block = nn.Sequential(nn.SiLU(), Fp32Linear(dim, 6 * dim))
         self.x_embedder = PatchEmbed3d(config.in_channels, dim)
         self.y_embedder = CaptionEmbedder(config.caption_channels, dim)
-        self.plucker_embedder = PatchEmbed3d(config.plucker_channels, dim)
-        self.raymap_embedder = PatchEmbed3d(3, dim)  # in the checkpoint, never used by the release
+        self.plucker_embedder = PatchEmbed3d(config.plucker_channels, dim, zero_init=True)
+        self.raymap_embedder = PatchEmbed3d(3, dim, zero_init=True)  # in the checkpoint, never used
         self.blocks = nn.ModuleList(SanaWMBlock(config, i) for i in range(config.depth))
         self.final_layer = FinalLayer(dim, config.in_channels)
         if not self.x_embedder.proj.weight.is_meta:
@@ -135,7 +452,7 @@ class SanaWMTransformer(nn.Module):
         Args:
             latents: noisy latents ``(B, C, T, h, w)``; frame 0 is the clean conditioning frame.
             timestep: per-frame timesteps ``(B, 1, T)`` in [0, 1000] (frame 0 = 0); floored to integers.
-            text: text-encoder features ``(B, L, K)``.
+            text: text-encoder features ``(B, L, C)``.
             text_mask: ``(B, L)``, nonzero for real tokens, 0 for padding (at least one real token per row).
             camera_conditions: ``(B, T, 20)``: row-major relative camera-to-world pose (16) then
                 ``[fx, fy, cx, cy]`` in latent-grid pixels.
@@ -183,10 +500,7 @@ class SanaWMTransformer(nn.Module):
             grid, cos, sin, rays, backend, bf16_softmax, memory.heads_per_chunk, memory.ffn_frames_per_chunk
         )
         for block in self.blocks:
-            if self.gradient_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, y, keep, t0, plucker, ctx, use_reentrant=False)
-            else:
-                x = block(x, y, keep, t0, plucker, ctx)  # (B, M, D)
+            x = block(x, y, keep, t0, plucker, ctx)  # (B, M, D)
 
         x = self.final_layer(x, t)  # (B, M, C) fp32
         return x.unflatten(1, grid).permute(0, 4, 1, 2, 3).contiguous()  # (B, C, T, h, w)
@@ -213,7 +527,7 @@ class SanaWMTransformer(nn.Module):
         if text.ndim != 3 or text.shape[0] != batch or text.shape[2] != cfg.caption_channels:
             raise InputError(
                 f"text: expected (B={batch}, L, {cfg.caption_channels}), got {tuple(text.shape)}"
-                " (squeeze the official (B, 1, L, K) layout to (B, L, K))"
+                " (squeeze the official (B, 1, L, C) layout to (B, L, C))"
             )
         for name, (tensor, shape) in expected.items():
             if tuple(tensor.shape) != shape:
@@ -221,64 +535,22 @@ class SanaWMTransformer(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Official SANA-WM initialisation, deterministic given the torch seed (module order fixed).
+        """Official SANA-WM initialisation, deterministic given the torch seed (module order fixed) and
+        independent of the device, dtype and sharding of the parameters.
 
-        Linears: Xavier-uniform weights, zero biases; ``x_embedder`` Xavier on the flattened weight (bias
-        keeps the Conv3d default); timestep MLP, ``t_block`` and caption MLP weights ``N(0, 0.02²)``; adaLN
-        tables ``randn / √D``; text RMSNorm weight 0.01 (``y_norm_scale_factor``); other norms 1; FFN convs
-        PyTorch defaults. Delta-rule gates start "linear-attention equivalent": ``beta_proj`` weight 0 / bias
-        5, ``gate_proj`` 0, ``A_log`` 0, ``dt_bias`` −5, identity short convs (last causal tap 1), output gate
-        weight 0 with ``silu(bias) = 1``. The camera path starts silent: ``out_proj_cam``,
-        ``plucker_embedder`` and ``raymap_embedder`` are zero, and the camera projections, norms and short
-        conv are copied from the main branch (``init_cam_from_base``); ``plucker_proj`` gets Xavier (the
-        official constructor zeroes it, but its later Xavier pass over all linears overwrites that). Note this
-        is not adaLN-zero: like the official model, gates and the final layer start non-zero.
+        Here: timestep MLP, ``t_block`` and caption MLP weights ``N(0, 0.02²)`` with zero biases; text RMSNorm
+        weight 0.01; ``x_embedder`` Xavier-uniform; ``plucker_embedder`` and ``raymap_embedder`` zero (the
+        camera path starts silent); then each block's and the final layer's ``init_weights``. Like the
+        official model this is not adaLN-zero: gates and the final layer start non-zero.
+
+        On FSDP2-sharded parameters call it through ``sana_wm.train.parallel.init_weights`` (see
+        ``attention.init_param_``).
         """
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Conv2d | nn.Conv3d):
-                module.reset_parameters()
-            elif isinstance(module, RMSNorm):
-                nn.init.ones_(module.weight)
-        nn.init.xavier_uniform_(self.x_embedder.proj.weight.view(self.config.hidden_size, -1))
-        for linear in (self.t_embedder.linear_1, self.t_embedder.linear_2, self.t_block[1]):
-            nn.init.normal_(linear.weight, std=0.02)
-        nn.init.normal_(self.y_embedder.y_proj.fc1.weight, std=0.02)
-        nn.init.normal_(self.y_embedder.y_proj.fc2.weight, std=0.02)
-        self.attention_y_norm.weight.fill_(0.01)
-        for embedder in (self.plucker_embedder, self.raymap_embedder):
-            nn.init.zeros_(embedder.proj.weight)
-            nn.init.zeros_(embedder.proj.bias)
-        scale = self.config.hidden_size**-0.5
+        self.t_embedder.init_weights()
+        self.attention_y_norm.init_weights()
+        init_linear(self.t_block[1], std=0.02)
+        for embedder in (self.x_embedder, self.y_embedder, self.plucker_embedder, self.raymap_embedder):
+            embedder.init_weights()
         for block in self.blocks:
-            block.scale_shift_table.copy_(torch.randn_like(block.scale_shift_table) * scale)
-            _init_attention(block.attn)
-        self.final_layer.scale_shift_table.copy_(torch.randn_like(self.final_layer.scale_shift_table) * scale)
-
-
-def _init_attention(attn: DualBranchAttention) -> None:
-    nn.init.zeros_(attn.beta_proj.weight)
-    nn.init.constant_(attn.beta_proj.bias, 5.0)
-    nn.init.zeros_(attn.gate_proj.weight)
-    nn.init.zeros_(attn.gate_proj.bias)
-    attn.A_log.zero_()
-    attn.dt_bias.fill_(-5.0)
-    attn.recall_gate.zero_()
-    nn.init.zeros_(attn.output_gate.weight)
-    nn.init.constant_(attn.output_gate.bias, OUTPUT_GATE_INIT_BIAS)
-    nn.init.zeros_(attn.out_proj_cam.weight)
-    nn.init.zeros_(attn.out_proj_cam.bias)
-    q_w, k_w, v_w = attn.qkv.weight.chunk(3, dim=0)
-    for cam, weight in ((attn.q_proj_cam, q_w), (attn.k_proj_cam, k_w), (attn.v_proj_cam, v_w)):
-        cam.weight.copy_(weight)
-        nn.init.zeros_(cam.bias)
-    attn.q_norm_cam.weight.copy_(attn.q_norm.weight)
-    attn.k_norm_cam.weight.copy_(attn.k_norm.weight)
-    for name in ("conv_k", "conv_k_cam"):
-        conv = getattr(attn, name, None)
-        if isinstance(conv, ShortConv):
-            conv.weight.zero_()
-            conv.weight[:, 0, -1] = 1.0
+            block.init_weights()
+        self.final_layer.init_weights()

@@ -2,7 +2,8 @@
 
 The average holds one fp32 tensor per parameter with the parameter's own layout: under FSDP2 the
 parameters are ``DTensor`` shards, so ``lerp_`` runs on each rank's shard with no communication, and the
-average checkpoints through ``torch.distributed.checkpoint`` like the model (keys = parameter names).
+average checkpoints through ``torch.distributed.checkpoint`` like the model (keys = parameter names as in
+the state dict, whether or not the blocks are wrapped for activation checkpointing).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from sana_wm.errors import InputError
+from sana_wm.train.parallel import parameters_by_name
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -41,7 +43,7 @@ class EMA:
 
     def __init__(self, model: nn.Module, cfg: EMAConfig) -> None:
         self.cfg = cfg
-        self.params = dict(model.named_parameters())
+        self.params = parameters_by_name(model)
         with torch.no_grad():
             self.shadow = {name: p.detach().float().clone() for name, p in self.params.items()}
 

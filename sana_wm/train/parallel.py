@@ -1,23 +1,30 @@
 """Process group, device and the parallelised model: the only place that wraps ``sana_wm.models``.
 
 Order (torchtitan's): build on ``meta`` → activation checkpointing per block → optional ``torch.compile``
-per block → ``fully_shard`` per block, then the root (world size > 1) → ``to_empty`` → weights.
+per block → ``fully_shard`` per block, then the root (world size > 1) → ``to_empty`` → weights. The model
+code stays single-device: it has no checkpointing switch and no ``torch.distributed`` import.
 
-Weights: random initialisation runs ``SanaWMTransformer.init_weights`` once, in fp32 on the CPU under the
-run seed (on rank 0 when sharded), and the result is broadcast into the shards with
-``set_model_state_dict(full_state_dict=True, broadcast_from_rank0=True)``; ``init_from`` loads a checkpoint
-the same way. Two reasons not to run ``init_weights`` on the shards directly: it is not ``DTensor``-safe
-(an indexed fill of the short-conv taps has no sharding rule), and per-shard random draws would make the
-initial weights depend on the world size, which the "same loss on 1 and N processes" check relies on.
-Cost: rank 0 holds one full fp32 copy on the CPU while initialising (10.6 GB at 2.6 B parameters).
+Activation checkpointing wraps each block in torch's ``checkpoint_wrapper`` (non-reentrant
+``torch.utils.checkpoint``, RNG state preserved): the backward pass recomputes the block's forward. The
+wrapper's hooks keep state-dict keys unchanged (``model.state_dict()`` and DCP's ``get_model_state_dict``
+drop its ``_checkpoint_wrapped_module.`` level); ``named_parameters()`` keeps it, so code that keys
+parameters by name uses :func:`parameters_by_name`.
+
+Weights: random initialisation runs ``SanaWMTransformer.init_weights`` on the parameters in place, sharded or
+not, under the run seed. It fills each parameter from a full-size fp32 tensor drawn on the CPU
+(``sana_wm.models.attention.init_param_``), of which each rank keeps its shard (:func:`init_weights`), so
+the initial weights are the same on 1 and N processes and on any device, which the "same loss on 1 and N
+processes" check relies on; no rank holds more than one full parameter at a time. ``init_from`` loads a
+checkpoint on rank 0 and broadcasts it into the shards with ``set_model_state_dict(full_state_dict=True,
+broadcast_from_rank0=True)``.
 
 Precision: ``autocast="auto"`` runs the forward under bf16 autocast on CUDA and in fp32 on the CPU;
 FSDP2's ``MixedPrecisionPolicy`` gathers parameters in ``param_dtype`` and reduces gradients in
 ``reduce_dtype``; master weights and optimiser state stay fp32. ``auto`` gathers fp32 parameters (the
 forward still computes in bf16 under autocast): that is the configuration verified to match the
-single-process loss curve on 2 GPUs (2026-11-28, 2x H200). Gathering bf16 parameters (``bf16``, the
-official setting) halves the all-gather traffic but failed on one rank in its first 2-GPU run (it passes on
-CPU with gloo); it stays opt-in until that is understood.
+single-process loss curve on 2 GPUs. Gathering bf16 parameters (``bf16``, the official setting) halves the
+all-gather traffic but failed on one rank in its first 2-GPU run (it passes on CPU with gloo); it stays
+opt-in until that is understood.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import _CHECKPOINT_PREFIX, checkpoint_wrapper
+from torch.distributed.tensor import DTensor, distribute_tensor
+from torch.overrides import TorchFunctionMode
 
 from sana_wm.errors import InputError
 from sana_wm.models import SanaWMConfig, SanaWMTransformer, load_transformer
@@ -111,18 +121,43 @@ def autocast_context(cfg: ParallelConfig, device: torch.device) -> contextlib.Ab
     return torch.autocast("cuda", dtype=torch.bfloat16)
 
 
-def _full_init_state(model_cfg: SanaWMConfig, seed: int, init_from: str | None) -> dict[str, torch.Tensor]:
-    """Full fp32 CPU weights: loaded from ``init_from`` or ``init_weights`` under ``seed``."""
-    if init_from is not None:
-        # The run's model config wins; a checkpoint of another shape fails the strict load.
-        return load_transformer(init_from, device="cpu", dtype=torch.float32, config=model_cfg).state_dict()
-    with torch.device("meta"):
-        model = SanaWMTransformer(model_cfg)
-    model.to_empty(device="cpu")
-    with torch.random.fork_rng(devices=[]):
+def apply_activation_checkpointing(model: SanaWMTransformer) -> None:
+    """Wrap every block in ``checkpoint_wrapper`` (in place): its activations are recomputed in the backward
+    pass instead of kept. Outputs, gradients and state-dict keys are unchanged."""
+    for index, block in enumerate(model.blocks):
+        model.blocks[index] = checkpoint_wrapper(block, preserve_rng_state=True)
+
+
+def parameters_by_name(model: nn.Module) -> dict[str, nn.Parameter]:
+    """``model.named_parameters()`` under their state-dict names (without the activation-checkpointing
+    wrapper's ``_checkpoint_wrapped_module.`` level)."""
+    return {name.replace(_CHECKPOINT_PREFIX, ""): param for name, param in model.named_parameters()}
+
+
+def init_weights(model: SanaWMTransformer, seed: int) -> None:
+    """``model.init_weights()`` under ``seed`` without touching the caller's RNG stream. The parameters may
+    be FSDP2 shards: the result is the same as unsharded (every rank fills each full-size tensor on the CPU
+    and keeps its part, see :class:`_CopyFullIntoShards`)."""
+    with torch.random.fork_rng(devices=[]), _CopyFullIntoShards():
         torch.manual_seed(seed)
         model.init_weights()
-    return model.state_dict()
+
+
+class _CopyFullIntoShards(TorchFunctionMode):
+    """While active, ``dtensor.copy_(tensor)`` from a plain full-size ``tensor`` (equal on every rank) copies
+    this rank's part of it, without communication.
+
+    ``init_weights`` writes parameters by copying full-size tensors into them. DTensor itself can treat a
+    plain tensor as replicated (``implicit_replication``), but it then has no rule to copy it into a dimension
+    sharded over more ranks than it has rows (a ``(2, D)`` adaLN table on 3 or more ranks).
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        if func is torch.Tensor.copy_ and isinstance(args[0], DTensor) and not isinstance(args[1], DTensor):
+            dst, src = args[0], args[1]
+            src = distribute_tensor(src, dst.device_mesh, dst.placements, src_data_rank=None)
+            args = (dst, src, *args[2:])
+        return func(*args, **(kwargs or {}))
 
 
 @functools.cache
@@ -177,7 +212,8 @@ def build_model(
     seed: int,
     init_from: str | None = None,
 ) -> SanaWMTransformer:
-    """The trainable transformer on ``info.device``: plain when single-process, FSDP2-sharded otherwise.
+    """The trainable transformer on ``info.device``: plain when single-process, FSDP2-sharded otherwise
+    (order in the module docstring).
 
     :func:`unused_parameters` are frozen, so every trainable parameter receives a gradient and the
     optimiser state (what DCP saves and expects on load) is complete from the first step.
@@ -187,12 +223,12 @@ def build_model(
     unused = unused_parameters(model_cfg)
     for name, param in model.named_parameters():
         param.requires_grad_(name not in unused)
-    model.gradient_checkpointing = cfg.activation_checkpointing
+    if cfg.activation_checkpointing:
+        apply_activation_checkpointing(model)
     if cfg.compile:
         for block in model.blocks:
             block.compile()
     if info.distributed:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -202,14 +238,29 @@ def build_model(
         for block in model.blocks:
             fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.reshard_after_forward)
         fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.reshard_after_forward)
-        model.to_empty(device=info.device)
-        full = _full_init_state(model_cfg, seed, init_from) if info.is_main else {}
-        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
-        set_model_state_dict(model, full, options=options)
-        return model
-    model.to_empty(device="cpu")
-    model.load_state_dict(_full_init_state(model_cfg, seed, init_from))
-    return model.to(info.device)
+    model.to_empty(device=info.device)
+    if init_from is None:
+        init_weights(model, seed)
+    else:
+        _load_weights(model, model_cfg, init_from, info)
+    return model
+
+
+def _load_weights(model: SanaWMTransformer, model_cfg: SanaWMConfig, path: str, info: DistInfo) -> None:
+    """Weights from a checkpoint file (the run's model config wins; another shape fails the strict load),
+    read on rank 0 and broadcast into the shards when sharded."""
+    if not info.distributed:
+        model.load_state_dict(_read_weights(model_cfg, path))
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    full = _read_weights(model_cfg, path) if info.is_main else {}
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(model, full, options=options)
+
+
+def _read_weights(model_cfg: SanaWMConfig, path: str) -> dict[str, torch.Tensor]:
+    return load_transformer(path, device="cpu", dtype=torch.float32, config=model_cfg).state_dict()
 
 
 def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:

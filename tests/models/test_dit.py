@@ -1,4 +1,7 @@
-"""Training readiness of the transformer: gradient checkpointing, meta-device init, bf16, input errors."""
+"""Training readiness of the transformer: meta-device init, bf16, memory plans, input errors.
+
+Activation checkpointing and sharded init are applied from ``sana_wm.train.parallel`` and tested in
+``tests/train/test_parallel.py``."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from parity_helpers import perturb_all_parameters, random_inputs
 
 from sana_wm.errors import InputError
 from sana_wm.models import MemoryPlan, SanaWMTransformer, tiny
-from sana_wm.models.dit import OUTPUT_GATE_INIT_BIAS
+from sana_wm.models.attention import OUTPUT_GATE_INIT_BIAS
 
 
 def _perturbed_tiny(seed: int = 0) -> SanaWMTransformer:
@@ -16,23 +19,6 @@ def _perturbed_tiny(seed: int = 0) -> SanaWMTransformer:
     model = SanaWMTransformer(tiny())
     perturb_all_parameters(model, seed)
     return model
-
-
-def test_gradient_checkpointing_gives_identical_gradients() -> None:
-    model = _perturbed_tiny()
-    inputs = random_inputs(0, 1, 3, 2, 3)
-    grads = []
-    for checkpointing in (False, True):
-        model.zero_grad()
-        model.gradient_checkpointing = checkpointing
-        out = model(**inputs)
-        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
-        grads.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
-    assert grads[0].keys() == grads[1].keys()
-    # Never used: raymap_embedder (2 tensors), the GDN gates of the softmax block (6 tensors).
-    assert len(grads[0]) == sum(1 for _ in model.parameters()) - 2 - 6
-    for name, grad in grads[0].items():
-        assert torch.equal(grad, grads[1][name]), name
 
 
 def test_meta_construction_then_init_is_deterministic() -> None:
@@ -47,6 +33,36 @@ def test_meta_construction_then_init_is_deterministic() -> None:
         states.append(model.state_dict())
     for key, value in states[0].items():
         assert torch.equal(value, states[1][key]), key
+
+
+def test_init_weights_writes_every_parameter_and_buffer() -> None:
+    """``to_empty`` leaves garbage: NaN-poisoned, every tensor is overwritten, each module by its own init."""
+    with torch.device("meta"):
+        model = SanaWMTransformer(tiny())
+    model.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.fill_(float("nan"))
+    torch.manual_seed(0)
+    model.init_weights()
+    for name, tensor in model.state_dict().items():
+        assert not tensor.isnan().any(), name
+
+
+def test_init_does_not_depend_on_dtype() -> None:
+    """Random values are drawn in fp32 on the CPU whatever the parameters' dtype: a bf16 model gets the fp32
+    model's values rounded."""
+    models = []
+    for dtype in (torch.float32, torch.bfloat16):
+        with torch.device("meta"):
+            model = SanaWMTransformer(tiny())
+        model.to_empty(device="cpu").to(dtype)
+        torch.manual_seed(5)
+        model.init_weights()
+        models.append(model)
+    full, half = (m.state_dict() for m in models)
+    for name, value in full.items():
+        assert torch.equal(value.bfloat16(), half[name]), name
 
 
 def test_official_init_values() -> None:
@@ -139,7 +155,7 @@ def test_memory_plans_equal_one_shot_forward_and_gradients(plan: MemoryPlan) -> 
 def test_ffn_temporal_part_equals_the_checkpoint_conv() -> None:
     """The per-tap matmuls over frames equal the stored (k, 1) Conv2d, frame-chunked or not, for 3 and 5 taps
     (5 taps on 2-frame chunks: taps reaching past both ends of the clip)."""
-    from sana_wm.models.ffn import GLUMBConvTemp
+    from sana_wm.models.dit import GLUMBConvTemp
 
     torch.manual_seed(0)
     for taps in (3, 5):

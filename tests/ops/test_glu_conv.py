@@ -57,7 +57,7 @@ def test_triton_kernel_matches_torch(triton_interpreter: None, dtype: torch.dtyp
 
 
 def test_ffn_with_triton_backend_matches_torch(triton_interpreter: None) -> None:
-    from sana_wm.models.ffn import GLUMBConvTemp
+    from sana_wm.models.dit import GLUMBConvTemp
 
     torch.manual_seed(2)
     ffn = GLUMBConvTemp(16, 24, 3)

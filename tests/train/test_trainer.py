@@ -15,7 +15,7 @@ from sana_wm.train.checkpoint import complete_checkpoints, read_run_config
 from sana_wm.train.dataset import micro_batch_plan
 from sana_wm.train.ema import EMA, EMAConfig
 from sana_wm.train.optim import OptimConfig, lr_at
-from sana_wm.train.parallel import DistInfo, build_model, unused_parameters
+from sana_wm.train.parallel import DistInfo, build_model, parameters_by_name, unused_parameters
 
 
 def _losses(out_dir) -> list[float]:
@@ -76,7 +76,7 @@ def test_export_writes_ema_or_raw_weights(tmp_path):
     assert main(["train", "export", str(run_dir), str(raw_file), "--weights", "model"]) == 0
     ema, raw = load_transformer(ema_file), load_transformer(raw_file)
     assert ema.config == trainer.cfg.model
-    live = dict(trainer.model.named_parameters())
+    live = parameters_by_name(trainer.model)
     for name, param in ema.named_parameters():
         assert torch.equal(param, trainer.ema.shadow[name]), name
         assert torch.equal(dict(raw.named_parameters())[name], live[name]), name
