@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from sana_wm.errors import InputError
@@ -108,9 +108,13 @@ def _read_file(
         )
     if path.suffix != ".safetensors":
         raise InputError(f"checkpoint: {path} is not a .safetensors file or a diffusers folder")
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    state = load_file(str(path))
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise InputError(f"checkpoint: cannot read {path} as safetensors ({reason})") from None
     if metadata.get(FORMAT_KEY) == FORMAT_NAME:
         return state, SanaWMConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
     if config is not None:
@@ -165,7 +169,11 @@ def _first(names: list[str], count: int = 3) -> str:
 
 
 def mismatch_report(expected: dict[str, torch.Size], state: dict[str, torch.Tensor]) -> str:
-    """One-line summary of missing / unexpected / shape-mismatched keys; empty when ``state`` fits."""
+    """One-line summary of missing / unexpected / shape-mismatched keys, of integer or boolean tensors where
+    the model holds floating-point ones (and the reverse), and of non-finite values; empty when ``state``
+    fits. ``expected`` maps each key to its shape, or to a tensor of the model's shape and dtype."""
+    expected_tensors = {k: v for k, v in expected.items() if isinstance(v, torch.Tensor)}
+    expected = {k: v.shape if isinstance(v, torch.Tensor) else v for k, v in expected.items()}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [
@@ -180,6 +188,16 @@ def mismatch_report(expected: dict[str, torch.Size], state: dict[str, torch.Tens
         parts.append(f"{len(unexpected)} unexpected ({_first(unexpected)})")
     if shapes:
         parts.append(f"{len(shapes)} shape-mismatched ({_first(shapes)})")
+    kinds = [
+        f"{k} {str(state[k].dtype).removeprefix('torch.')} vs model {str(v.dtype).removeprefix('torch.')}"
+        for k, v in expected_tensors.items()
+        if k in state and state[k].is_floating_point() != v.is_floating_point()
+    ]
+    if kinds:
+        parts.append(f"{len(kinds)} of the wrong dtype ({_first(kinds)})")
+    non_finite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if non_finite:
+        parts.append(f"{len(non_finite)} holding NaN or infinity ({_first(non_finite)})")
     return "; ".join(parts)
 
 
@@ -194,10 +212,10 @@ def _build(
 ) -> SanaWMTransformer:
     with torch.device("meta"):
         model = SanaWMTransformer(cfg)
-    expected = {key: value.shape for key, value in model.state_dict().items()}
+    expected = dict(model.state_dict())  # meta tensors: shapes and dtypes
     for key in expected:
         if key.endswith("attn.recall_gate") and key not in state:
-            state[key] = torch.zeros(expected[key])
+            state[key] = torch.zeros(expected[key].shape)
     report = mismatch_report(expected, state)
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
@@ -207,6 +225,13 @@ def _build(
     if strict:
         raise InputError(f"checkpoint {source}: {report} (pass strict=False to load only the matching keys)")
     model = SanaWMTransformer(cfg)
-    fitting = {k: v for k, v in state.items() if k in expected and v.shape == expected[k]}
+    fitting = {
+        k: v
+        for k, v in state.items()
+        if k in expected
+        and v.shape == expected[k].shape
+        and v.is_floating_point() == expected[k].is_floating_point()
+        and (not v.is_floating_point() or bool(torch.isfinite(v).all()))
+    }
     model.load_state_dict(fitting, strict=False)
     return model.to(device=device, dtype=dtype)

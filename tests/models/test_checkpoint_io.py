@@ -129,3 +129,35 @@ def test_official_key_mapping_keeps_a_nonzero_conv_bias() -> None:
     """A non-zero ``conv_k.bias`` would change the model, so it stays and strict loading reports it."""
     mapped = official_to_state_dict({"blocks.0.attn.conv_k.bias": torch.ones(2), "pos_embed": torch.ones(1)})
     assert list(mapped) == ["blocks.0.attn.conv_k.bias"]
+
+
+def _rewrite(path: Path, change) -> None:
+    """Re-save our checkpoint at ``path`` with ``change(state)`` applied, keeping its metadata (config)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    state = load_file(str(path))
+    change(state)
+    save_file(state, str(path), metadata=metadata)
+
+
+def test_non_finite_wrong_kind_and_torn_files_are_one_line_each(tmp_path) -> None:
+    path = tmp_path / "m.safetensors"
+    save_transformer(_model(), path)
+    key = next(k for k in _model().state_dict() if k.endswith("weight"))
+    _rewrite(path, lambda s: s[key].fill_(float("nan")))
+    with pytest.raises(InputError, match=rf"1 holding NaN or infinity \({key}\)"):
+        load_transformer(path)
+
+    save_transformer(_model(), path)
+    _rewrite(path, lambda s: s.__setitem__(key, s[key].to(torch.int32)))
+    with pytest.raises(InputError, match=rf"1 of the wrong dtype \({key} int32 vs model float32\)"):
+        load_transformer(path)
+
+    save_transformer(_model(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cannot read .* as safetensors"):
+        load_transformer(path)
