@@ -102,14 +102,22 @@ def _state(
     ema: Mapping[str, torch.Tensor] | None,
     step: int = 0,
     samples: int = 0,
+    log_window: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """The DCP state dict: live model/optimiser/EMA tensors (loaded in place) and the counters."""
+    """The DCP state dict: live model/optimiser/EMA tensors (loaded in place), the counters and the metrics
+    window not yet logged (``log_window``: the rank-mean sums of loss and grad norm, and its step count)."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
     state: dict[str, Any] = {
         "model": get_model_state_dict(model),
         "optim": get_optimizer_state_dict(model, optimizer),
-        "train": {"step": torch.tensor(step), "samples": torch.tensor(samples)},
+        "train": {
+            "step": torch.tensor(step),
+            "samples": torch.tensor(samples),
+            "log_window": torch.zeros(3, dtype=torch.float64)
+            if log_window is None
+            else log_window.cpu().double(),
+        },
     }
     if ema is not None:
         state["ema"] = dict(ema)
@@ -128,6 +136,7 @@ def save_checkpoint(
     rank: int,
     keep_last: int,
     barrier: Callable[[], None],
+    log_window: torch.Tensor | None = None,
 ) -> Path:
     """Write the checkpoint of ``step`` (collective: every rank calls it) and prune old ones on rank 0."""
     final = step_dir(out_dir, step)
@@ -137,7 +146,7 @@ def save_checkpoint(
             shutil.rmtree(stale, ignore_errors=True)
         partial.mkdir(parents=True)
     barrier()
-    state = _state(model, optimizer, ema, step, samples)
+    state = _state(model, optimizer, ema, step, samples, log_window)
     state["rng"] = _rng_state(rank)
     with _quiet_single_process():
         dcp.save(state, checkpoint_id=str(partial), **_dcp_kwargs())
@@ -170,8 +179,9 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     ema: Mapping[str, torch.Tensor] | None,
     rank: int,
-) -> tuple[int, int]:
-    """Restore model, optimiser, EMA and this rank's RNG in place; returns ``(step, samples)``."""
+) -> tuple[int, int, torch.Tensor]:
+    """Restore model, optimiser, EMA and this rank's RNG in place; returns ``(step, samples, log_window)``
+    (the metrics window not yet logged at the checkpoint; zeros for a checkpoint written without it)."""
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
     path = Path(path)
@@ -179,6 +189,8 @@ def load_checkpoint(
     state = _state(model, optimizer, ema)
     if ema is not None and not any(k.startswith("ema.") for k in keys):
         raise InputError(f"checkpoint {path}: has no EMA weights but ema.decay > 0 (set ema.decay=0)")
+    if "train.log_window" not in keys:
+        del state["train"]["log_window"]
     rng = {k: v.clone() for k, v in _rng_state(rank).items() if f"rng.{k}" in keys}
     if rng:
         state["rng"] = rng
@@ -190,7 +202,8 @@ def load_checkpoint(
         torch.set_rng_state(rng[f"rank{rank}_cpu"])
     if f"rank{rank}_cuda" in rng:
         torch.cuda.set_rng_state(rng[f"rank{rank}_cuda"])
-    return int(state["train"]["step"]), int(state["train"]["samples"])
+    window = state["train"].get("log_window", torch.zeros(3, dtype=torch.float64))
+    return int(state["train"]["step"]), int(state["train"]["samples"]), window
 
 
 def read_run_config(path: str | Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from sana_wm.errors import InputError
+from sana_wm.utils.atomic import atomic_output
 
 log = logging.getLogger("sana_wm")
 METRICS_FILE = "metrics.jsonl"
@@ -54,7 +55,17 @@ def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(out_dir) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):  # a last line torn by a crash or a full disk: that record is lost
+                log.warning("%s: dropping a torn last line", path)
+                break
+            raise InputError(f"{path}: line {number} is not a JSON record") from None
+    return records
 
 
 class MetricsLogger:
@@ -79,7 +90,8 @@ class MetricsLogger:
         if not self.enabled or not self.path.is_file():
             return
         kept = [r for r in read_metrics(self.path.parent) if r["step"] <= step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        with atomic_output(self.path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 
     def log(
         self,

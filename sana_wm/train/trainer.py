@@ -136,9 +136,10 @@ class Trainer:
         metrics = MetricsLogger(out_dir, cfg.metrics, enabled=info.is_main, max_steps=cfg.max_steps)
 
         step, last_checkpoint = 0, latest_checkpoint(out_dir)
+        resumed_window = torch.zeros(3, dtype=torch.float64)
         if last_checkpoint is not None:
             self._check_resume(last_checkpoint, config_dict)
-            step, _ = load_checkpoint(
+            step, _, resumed_window = load_checkpoint(
                 last_checkpoint,
                 model=model,
                 optimizer=optimizer,
@@ -176,9 +177,11 @@ class Trainer:
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
         autocast = functools.partial(parallel.autocast_context, cfg.parallel, info.device)
 
-        window_loss = torch.zeros((), device=info.device)
-        window_norm = torch.zeros((), device=info.device)
-        window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
+        # The metrics window (loss and grad-norm sums since the last log line) continues across a resume.
+        window_loss = resumed_window[0].to(info.device, torch.float32)
+        window_norm = resumed_window[1].to(info.device, torch.float32)
+        window_steps, window_tokens, window_start = int(resumed_window[2]), 0, time.perf_counter()
+        timed_steps = 0  # steps of the window run in this process (throughput)
         stopped = False
         while step < cfg.max_steps:
             lr = lr_at(step, cfg.optim, cfg.max_steps)
@@ -200,6 +203,7 @@ class Trainer:
                 ema.update(step)
             window_norm += grad_norm.detach()
             window_steps += 1
+            timed_steps += 1
 
             if step % cfg.metrics.log_every == 0 or step == cfg.max_steps:
                 mean = parallel.all_reduce_mean(torch.stack([window_loss, window_norm]) / window_steps, info)
@@ -209,19 +213,20 @@ class Trainer:
                     loss=float(mean[0]),
                     lr=lr,
                     grad_norm=float(mean[1]),
-                    samples_per_s=window_steps * cfg.global_batch_size / elapsed,
+                    samples_per_s=timed_steps * cfg.global_batch_size / elapsed,
                     tokens_per_s=window_tokens / elapsed,
                     mem_gb=peak_memory_gb(info.device),
-                    seconds_per_step=elapsed / window_steps,
+                    seconds_per_step=elapsed / timed_steps,
                 )
                 window_loss.zero_()
                 window_norm.zero_()
-                window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
+                window_steps, window_tokens, window_start, timed_steps = 0, 0, time.perf_counter(), 0
 
             stopped = parallel.any_rank(self._stop, info)
             every = cfg.checkpoint.every
             if stopped or step == cfg.max_steps or (every and step % every == 0):
                 save_start = time.perf_counter()
+                window = parallel.all_reduce_mean(torch.stack([window_loss, window_norm]), info)
                 last_checkpoint = save_checkpoint(
                     out_dir,
                     step,
@@ -233,6 +238,7 @@ class Trainer:
                     rank=info.rank,
                     keep_last=cfg.checkpoint.keep_last,
                     barrier=functools.partial(parallel.barrier, info),
+                    log_window=torch.cat([window.double().cpu(), torch.tensor([float(window_steps)])]),
                 )
                 log.info("saved %s", last_checkpoint)
                 window_start += time.perf_counter() - save_start  # throughput counts training only
