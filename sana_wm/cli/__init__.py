@@ -8,6 +8,7 @@ error) becomes exactly one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -47,18 +48,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    command = "sana-wm"
     try:
+        parser = build_parser()  # imports every subcommand module: inside the Ctrl-C handling too
+        args = parser.parse_args(argv)
+        command = f"sana-wm {args.command}"
+        logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
         return int(args.func(args) or 0)
     except InputError as err:
         for line in str(err).splitlines() or [""]:  # several missing weight files: one line each
-            print(f"sana-wm {args.command}: error: {line}", file=sys.stderr)
+            print(f"{command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sana-wm: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {err.filename}" if err.filename else ""
+        print(
+            f"{command}: error: no space left on the device{where}; nothing partial was kept", file=sys.stderr
+        )
+        return 1
 
 
 if __name__ == "__main__":

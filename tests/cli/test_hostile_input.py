@@ -116,3 +116,19 @@ def test_inputs_that_claim_more_than_they_hold_are_refused_before_allocating(tmp
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is 2000000 bytes; a prompt file may hold at most 1000000" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.npy", "prompt.txt", "x.png"]
+
+
+def test_a_full_disk_and_ctrl_c_during_imports_are_one_line(tmp_path, capsys) -> None:
+    import errno
+
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "o.npy"))
+    with mock.patch("sana_wm.viz.trajectory_plot.save_trajectory", side_effect=full):
+        assert main(["trajectory", "--action", "w-8", "--out", str(tmp_path / "o.npy")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == f"sana-wm trajectory: error: no space left on the device writing {tmp_path / 'o.npy'}; "
+        "nothing partial was kept\n"
+    )
+    with mock.patch("importlib.import_module", side_effect=KeyboardInterrupt):
+        assert main(["trajectory", "--action", "w-8", "--out", "o.npy"]) == 130
+    assert capsys.readouterr().err == "sana-wm: interrupted\n"
