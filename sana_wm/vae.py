@@ -80,9 +80,9 @@ class VideoVAE:
                 local_files_only=local_files_only,
                 use_safetensors=True,  # never a pickle .bin
             )
-        except OSError as err:
+        except (OSError, ValueError) as err:  # a missing or torn file; a broken config.json (ValueError)
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise InputError(f"vae {str(path)!r}: {first_line}") from err
+            raise InputError(f"vae {str(path)!r}: {first_line[:200]}") from None
         return cls(vae.to(device).eval())
 
     @property

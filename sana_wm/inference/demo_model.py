@@ -230,7 +230,10 @@ def _require(directory: str | os.PathLike[str]) -> Path:
 def read_metadata(directory: str | os.PathLike[str] = DEMO_DIR) -> dict[str, Any]:
     """The whole ``demo_model.json`` (settings, recipe, data, metrics)."""
     path = _require(directory) / METADATA_FILE
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"demo model: {path} is not valid JSON ({' '.join(str(err).split())[:120]})") from None
     if data.get("format") != METADATA_FORMAT:
         raise InputError(f"demo model: {path} is not a {METADATA_FORMAT} file")
     return data

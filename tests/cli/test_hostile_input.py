@@ -132,3 +132,26 @@ def test_a_full_disk_and_ctrl_c_during_imports_are_one_line(tmp_path, capsys) ->
     with mock.patch("importlib.import_module", side_effect=KeyboardInterrupt):
         assert main(["trajectory", "--action", "w-8", "--out", "o.npy"]) == 130
     assert capsys.readouterr().err == "sana-wm: interrupted\n"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("demo_model.json", "demo_model.json is not valid JSON"),
+        ("vae/config.json", "config.json' is not a valid JSON file"),
+        ("vae/diffusion_pytorch_model.safetensors", "Unable to load weights"),
+        ("transformer.safetensors", "as safetensors"),
+    ],
+)
+def test_a_damaged_demo_folder_is_one_line(tmp_path, capsys, tiny_demo_dir, damage, message) -> None:
+    import shutil
+
+    folder = tmp_path / "demo"
+    shutil.copytree(tiny_demo_dir, folder)
+    target = folder / damage
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) // 2] if damage.endswith(".safetensors") else b"{torn")
+    assert main(["--quiet", "generate", "--demo_dir", str(folder), "--output_dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o").exists()
