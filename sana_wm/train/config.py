@@ -287,15 +287,18 @@ def load_config_file(path: str | os.PathLike[str]) -> RunConfig:
     file = Path(path)
     if not file.is_file():
         raise InputError(f"--config: {file} does not exist")
-    text = file.read_text(encoding="utf-8")
-    if file.suffix in (".yaml", ".yml"):
-        import yaml  # PyYAML, a declared dependency, only needed for YAML configs
-
-        data = yaml.safe_load(text) or {}
-    elif file.suffix == ".json":
-        data = json.loads(text)
-    else:
+    if file.suffix not in (".json", ".yaml", ".yml"):
         raise InputError(f"--config: {file} is not a .json, .yaml or .yml file")
+    import yaml  # PyYAML, a declared dependency
+
+    try:
+        text = file.read_text(encoding="utf-8")
+        data = json.loads(text) if file.suffix == ".json" else yaml.safe_load(text) or {}
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as err:
+        reason = " ".join(str(err).split())[:160]
+        raise InputError(f"--config: {file} is not valid {file.suffix[1:].upper()} ({reason})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"--config: {file} holds a {type(data).__name__}, not a mapping of settings")
     return RunConfig.from_dict(data)
 
 

@@ -133,3 +133,20 @@ def test_cli_print_config_and_errors(capsys):
     ]
     assert main(["train", "export", "/nonexistent/run", "out.safetensors"]) == 2
     assert "neither a checkpoint nor a run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("c.json", b"{not json", "is not valid JSON"),
+        ("c.yaml", b"a: [1, 2\n", "is not valid YAML"),
+        ("c.yaml", b"\xff\xfe\x00bad", "is not valid YAML"),
+        ("c.yaml", b"- 1\n- 2\n", "holds a list, not a mapping of settings"),
+    ],
+)
+def test_a_malformed_config_file_is_one_line(tmp_path, name, content, message) -> None:
+    from sana_wm.train.config import load_config_file
+
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        load_config_file(tmp_path / name)
