@@ -118,7 +118,9 @@ def _measure(
         "s_each": timing.seconds,
         "tokens_per_s": settings.batch * tokens / seconds,
         "tflops": tflops,
-        "mfu": tflops / matmul_tflops,
+        # MFU against a matmul probe means something on a GPU at full size only: the tiny CPU probe is slower
+        # per FLOP than the model's own (larger) products, which gave 300-2,000 % "utilisation".
+        "mfu": tflops / matmul_tflops if settings.device.type == "cuda" and not settings.tiny else None,
         "peak_allocated_gib": timing.peak_allocated_gib,
         "peak_reserved_gib": timing.peak_reserved_gib,
         "peak_device_gib": timing.peak_device_gib,

@@ -38,8 +38,8 @@ def test_tiny_transformer_run_matches_the_peer(tmp_path, capsys) -> None:
         assert seconds == pytest.approx(sum(result["s_each"]) / 2)  # the median of two
         assert result["tokens_per_s"] == pytest.approx(2 * 12 / seconds)
         tflops = entry["flops"]["total"] / seconds / 1e12
-        assert result["mfu"] == pytest.approx(tflops / report["matmul_tflops"])
-        assert _positive(result["mfu"])
+        assert _positive(result["tflops"]) and result["tflops"] == pytest.approx(tflops)
+        assert result["mfu"] is None  # a tiny CPU probe says nothing about utilisation (it gave > 300 %)
         assert result["peak_allocated_gib"] is None and result["peak_device_gib"] is None  # no CUDA here
     assert entry["peer_over_ours"] == pytest.approx(entry["peer"]["s_per_step"] / entry["ours"]["s_per_step"])
     # fp32 on the CPU: both sides compute the same function, softmax q/k/v in bf16 as diffusers does. A 1e-7
