@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from sana_wm.camera import align_num_frames, load_intrinsics
 from sana_wm.errors import InputError
 from sana_wm.inference.outputs import (
@@ -169,11 +171,25 @@ def run_job(job: GenerateJob, *, progress: bool = True) -> JobResult:
     if job.save_stage1 and not job.refine:
         log.warning("--save_stage1: ignored with --no_refiner (the video is the stage-1 video)")
     request, spec = prepare(job)
-    load_start = time.perf_counter()
-    pipe = load(job.source, job.runtime, refiner=request.refiner is not None)
-    timings = {"load": time.perf_counter() - load_start}
-    out = generate(pipe, request, progress=progress)
-    timings.update(out.timings)
+    with logging_redirect_tqdm():  # warnings print above the progress bars, not into their lines
+        load_start = time.perf_counter()
+        pipe = load(job.source, job.runtime, refiner=request.refiner is not None)
+        timings = {"load": time.perf_counter() - load_start}
+        out = generate(pipe, request, progress=progress)
+        timings.update(out.timings)
+        return _write(job, request, spec, pipe, out, timings, started)
+
+
+def _write(
+    job: GenerateJob,
+    request: GenerationRequest,
+    spec: OutputSpec,
+    pipe: Pipeline,
+    out: GenerationOutput,
+    timings: dict[str, float],
+    started: float,
+) -> JobResult:
+    """Decode and write the videos, latents, sidecars and trajectory of a finished generation."""
 
     videos = [(spec.name, out)]
     if out.stage1 is not None and spec.save_stage1:

@@ -114,7 +114,7 @@ def _read_file(
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
         reason = " ".join(str(err).split())[:200]
-        raise InputError(f"checkpoint: cannot read {path} as safetensors ({reason})") from None
+        raise InputError(f"cannot read {path} as safetensors ({reason})") from None
     if metadata.get(FORMAT_KEY) == FORMAT_NAME:
         return state, SanaWMConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
     if config is not None:

@@ -77,6 +77,8 @@ class RunConfig:
         for name in ("max_steps", "global_batch_size", "grad_accum_steps"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**63:
+            raise InputError(f"seed: must be in [0, 2^63), got {self.seed}")
         if self.cpu_threads < 0:
             raise InputError(f"cpu_threads: must be >= 0, got {self.cpu_threads}")
         if self.global_batch_size % self.grad_accum_steps:

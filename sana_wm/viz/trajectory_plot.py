@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,7 +72,8 @@ def plot_trajectory(
     _draw_height(height_ax, c2w)
     _draw_angles(fig.add_subplot(grid[1, 1], sharex=height_ax), c2w)
     if title:
-        fig.suptitle(title)
+        # NFKC: full-width punctuation of an action string (，) in the plain forms the default font has.
+        fig.suptitle(unicodedata.normalize("NFKC", title))
     try:
         with atomic_output(path) as tmp:
             fig.savefig(tmp, format="png", dpi=DPI)
