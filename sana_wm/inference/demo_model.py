@@ -36,7 +36,6 @@ from PIL import Image
 
 from sana_wm.errors import InputError
 from sana_wm.inference.request import SamplingSettings
-from sana_wm.inference.source import Defaults
 
 if TYPE_CHECKING:
     from sana_wm.inference.pipeline import Pipeline
@@ -110,22 +109,6 @@ class DemoSettings:
             "width": self.width,
         }
         return SamplingSettings(**{**values, **overrides})
-
-    def defaults(self) -> Defaults:
-        """This model's row of the defaults table (:class:`sana_wm.inference.source.Defaults`)."""
-        return Defaults(
-            num_frames=self.num_frames,
-            steps=self.steps,
-            cfg_scale=self.cfg_scale,
-            flow_shift=self.flow_shift,
-            sampler=self.sampler,
-            fps=self.fps,
-            height=self.height,
-            width=self.width,
-            seed=self.seed,
-            action=self.action,
-            action_mapping=self.action_mapping,
-        )
 
     def intrinsics_array(self) -> np.ndarray:
         """The first frame's intrinsics as float32 ``(4,)``; an :class:`InputError` if unknown."""
@@ -233,7 +216,8 @@ def read_metadata(directory: str | os.PathLike[str] = DEMO_DIR) -> dict[str, Any
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"demo model: {path} is not valid JSON ({' '.join(str(err).split())[:120]})") from None
+        reason = " ".join(str(err).split())[:120]
+        raise InputError(f"demo model: {path} is not valid JSON ({reason})") from None
     if data.get("format") != METADATA_FORMAT:
         raise InputError(f"demo model: {path} is not a {METADATA_FORMAT} file")
     return data

@@ -8,6 +8,7 @@ recorded with its weights (``demo_model.json``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,8 @@ class ModelSource:
             return RELEASE_DEFAULTS
         from sana_wm.inference.demo_model import read_demo_settings
 
-        return read_demo_settings(self.demo_dir).defaults()
+        demo = read_demo_settings(self.demo_dir)
+        return Defaults(**{f.name: getattr(demo, f.name) for f in dataclasses.fields(Defaults)})
 
 
 def choose_model(

@@ -31,9 +31,9 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch import nn
 
+import sana_wm.train.safe_dcp as safe_dcp
 from sana_wm.errors import InputError
 from sana_wm.models import SanaWMConfig, SanaWMTransformer, save_transformer
-from sana_wm.train import safe_dcp
 from sana_wm.train.safe_dcp import SafeReader
 
 CHECKPOINTS = "checkpoints"

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+import sana_wm.train.parallel as parallel
 from sana_wm.errors import InputError
-from sana_wm.train import parallel
 from sana_wm.train.checkpoint import (
     CONFIG_FILE,
     latest_checkpoint,
