@@ -4,7 +4,7 @@ SANA-WM conditions on the last hidden state (after Gemma's final norm) of ``gemm
 2304 features per prompt, plus a 0/1 attention mask. Positive prompts are prefixed with the SANA
 "Enhanced prompt" instruction block (:data:`CHI_PROMPT`); negative prompts are encoded bare.
 
-The stage-2 refiner has its own Gemma-3 encoder (:class:`RefinerTextEncoder`): :mod:`sana_wm.inference.refiner`.
+The stage-2 refiner has its own Gemma-3 encoder (:class:`RefinerTextEncoder`): see ``inference.refiner``.
 """
 
 from __future__ import annotations
