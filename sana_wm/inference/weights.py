@@ -353,6 +353,12 @@ class Fetcher:
         if self.offline:
             self.missing.append(_with_reason(missing, "not in the Hugging Face cache, offline mode"))
             return None
+        if not hub_reachable():  # seconds, where the Hub client's own retries took 30-40 s to give up
+            self.offline = True
+            self.missing.append(
+                _with_reason(missing, "not in the Hugging Face cache and the Hub cannot be reached")
+            )
+            return None
         log.info("downloading %s from %s (Hugging Face Hub)", missing.what, missing.source)
         try:
             with _quiet_hub_retries():
@@ -370,6 +376,25 @@ class Fetcher:
             reason = f"download failed: {' '.join(str(err).split())[:120]}"
         self.missing.append(_with_reason(missing, reason))
         return None
+
+
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the Hub's endpoint opens within ``timeout_s`` (name lookup included)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def _with_reason(missing: Missing, reason: str) -> Missing:

@@ -97,12 +97,24 @@ def test_a_dead_connection_is_tried_once_then_the_cache_only(monkeypatch, tmp_pa
             online_tries.append(args[:2])
         raise LocalEntryNotFoundError("not cached")
 
+    import sana_wm.inference.weights as weights
+
     monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", unreachable)
+    monkeypatch.setattr(weights, "hub_reachable", lambda: True)  # the endpoint answers, the download fails
     with pytest.raises(MissingWeightsError) as err:
         resolve_weights(local_files_only=False)
     assert online_tries == [(OFFICIAL_REPO, "dit/sana_wm_1600m_720p.safetensors")]
     reasons = [m.reason for m in err.value.missing]
     assert reasons[0] == "not in the Hugging Face cache and the Hub cannot be reached"
     assert reasons[1:] == ["not in the Hugging Face cache, offline mode"] * 3
+
+    # No connection at all: the quick probe answers, and the Hub client (its retries took 30-40 s) is never
+    # asked to download.
+    online_tries.clear()
+    monkeypatch.setattr(weights, "hub_reachable", lambda: False)
+    with pytest.raises(MissingWeightsError) as err:
+        resolve_weights(local_files_only=False)
+    assert online_tries == []
+    assert [m.reason for m in err.value.missing] == reasons
