@@ -65,6 +65,10 @@ def _field(side: dict[str, Any] | str | None, key: str, digits: int = 2, scale: 
     return _num(value * scale if isinstance(value, int | float) else value, digits)
 
 
+def _percent(side: dict[str, Any] | str | None) -> str:
+    return "%" if isinstance(side, dict) and side.get("mfu") is not None else ""
+
+
 def _peak(side: dict[str, Any] | str | None) -> str:
     if not isinstance(side, dict):
         return _field(side, "peak_allocated_gib")
@@ -96,8 +100,8 @@ def transformer_rows(body: dict[str, Any]) -> list[str]:
             f"| {entry['frames']} ({entry['latent_frames']}) | {_field(ours, 's_per_step')} "
             f"| {_field(peer, 's_per_step')} | {_num(ratio)}{'×' if ratio else ''} "
             f"| {_field(ours, 'tokens_per_s', 0)} | {_peak(ours)} | {_peak(peer)} "
-            f"| {_field(ours, 'mfu', 1, 100.0)}{'%' if isinstance(ours, dict) else ''} "
-            f"| {_field(peer, 'mfu', 1, 100.0)}{'%' if isinstance(peer, dict) else ''} | {err_text} |"
+            f"| {_field(ours, 'mfu', 1, 100.0)}{_percent(ours)} "
+            f"| {_field(peer, 'mfu', 1, 100.0)}{_percent(peer)} | {err_text} |"
         )
     return rows
 
