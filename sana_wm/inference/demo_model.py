@@ -56,8 +56,8 @@ DEFAULT_ACTION = "w-16,jw-32,lw-32"
 DEMO_HFOV_DEG = 70.0
 NULL_TEXT_TOKENS = 1
 # Intra-op threads for CPU generation. The model's ops are tiny (726 tokens of width 224): a second thread
-# saves ~25 % on an idle 2-core machine (81 frames: 10.8 s vs 14.1 s end to end) but, when anything else
-# keeps a core busy, every op waits for the preempted OpenMP thread (measured: 101 s vs 14 s).
+# helps a little on an idle machine, but when anything else keeps a core busy every op waits for the
+# preempted OpenMP thread (several times slower; BENCHMARKS.md).
 CPU_THREADS = 1
 
 PROMPT_NOTE = (

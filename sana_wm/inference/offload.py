@@ -31,9 +31,8 @@ def prefer_expandable_segments(mode: str) -> bool:
     """When offloading (``mode`` not ``"none"``), ask PyTorch's CUDA caching allocator for expandable segments
     unless the user configured it already.
 
-    With blocks streamed in and out, fixed-size cached segments leave reserved-but-unused memory behind: on an
-    H100 at 961 frames the device peak (``nvidia-smi``) was 9.9 GiB for 6.4 GiB allocated, 7.9 GiB with
-    expandable segments at the same speed. Takes effect only before CUDA is first used in the process (the
+    With blocks streamed in and out, fixed-size cached segments leave reserved-but-unused memory behind
+    (BENCHMARKS.md measures how much). Takes effect only before CUDA is first used in the process (the
     allocator reads the setting once); returns whether it was set here.
     """
     if mode == "none" or ALLOC_CONF in os.environ or torch.cuda.is_initialized():
