@@ -31,9 +31,9 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -60,12 +60,28 @@ from sana_wm.utils.timing import timed_stage
 
 if TYPE_CHECKING:
     from sana_wm.inference.weights import RefinerPaths, WeightPaths
-    from sana_wm.text_encoder import TextEncoder
     from sana_wm.vae import VideoVAE
 
 log = logging.getLogger(__name__)
 
 SAMPLERS = {"ltx_euler": sample_ltx_euler, "euler": sample_euler, "heun": sample_heun}
+
+
+class PromptEncoder(Protocol):
+    """What stage 1 needs of a text encoder: :class:`sana_wm.text_encoder.TextEncoder` (Gemma-2), or the
+    demo model's :class:`~.demo_model.NullTextEncoder`. ``model`` is what moves between devices."""
+
+    model: torch.nn.Module
+
+    def encode(
+        self, prompts: Sequence[str], *, use_chi_prompt: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(text_BLD, mask_BL)`` of ``prompts``."""
+        ...
+
+    def encode_for_cfg(self, prompt: str, negative_prompt: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+        """``(text_BLD, mask_BL)`` of ``[negative_prompt, prompt]``."""
+        ...
 
 
 class DecodedFrames:
@@ -178,7 +194,7 @@ class Pipeline:
     def __init__(
         self,
         transformer: SanaWMTransformer,
-        text_encoder: TextEncoder,
+        text_encoder: PromptEncoder,
         vae: VideoVAE,
         *,
         device: str | torch.device | None = None,
