@@ -8,6 +8,7 @@ import torch
 from sana_wm.camera.intrinsics import latent_intrinsics
 from sana_wm.camera.pose import relative_to_first
 from sana_wm.camera.rays import world_rays
+from sana_wm.latent_shape import LTX2_STRIDE
 
 
 def compute_raymap(
@@ -42,7 +43,7 @@ def prepare_camera(
     intrinsics: np.ndarray | torch.Tensor,
     height: int = 704,
     width: int = 1280,
-    vae_stride: tuple[int, int, int] = (8, 32, 32),
+    vae_stride: tuple[int, int, int] = LTX2_STRIDE.thw,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Build the DiT's camera tensors from a pixel-rate trajectory (inputs as diffusers' ``prepare_camera``).
 

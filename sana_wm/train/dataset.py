@@ -25,6 +25,7 @@ from torch import Tensor
 
 from sana_wm.camera import prepare_camera
 from sana_wm.errors import InputError
+from sana_wm.latent_shape import pixel_frames
 
 TENSOR_KEYS = ("latents", "camera_conditions", "chunk_plucker", "text", "text_mask")
 
@@ -104,7 +105,7 @@ class SyntheticClips:
         self.num_clips, self.channels, self.frames = num_clips, channels, frames
         self.height, self.width = height, width
         self.text_tokens, self.caption_channels, self.seed = text_tokens, caption_channels, seed
-        num_pixel_frames = 8 * (frames - 1) + 1
+        num_pixel_frames = pixel_frames(frames)
         angle = np.deg2rad(0.5) * np.arange(num_pixel_frames)
         c2w = np.repeat(np.eye(4)[None], num_pixel_frames, axis=0)
         cos, sin = np.cos(angle), np.sin(angle)
