@@ -50,9 +50,9 @@ def _short_conv_kernel(
     acc = tl.zeros((BLOCK_S, BLOCK_C), dtype=tl.float32)
     for j in tl.static_range(2 * TAPS - 1):
         src = t + j - (TAPS - 1)
-        ok = (src >= 0) & (src < T)
         frame = x_ptr + b * stride_x_b + src.to(tl.int64) * stride_x_t
-        x = tl.load(frame + offsets, mask=inside & ok, other=0.0).to(tl.float32)
+        ok = (src >= 0) & (src < T)
+        x = tl.load(frame + offsets, mask=tl.where(ok, inside, False), other=0.0).to(tl.float32)
         w = tl.load(w_ptr + c * (2 * TAPS - 1) + j, mask=c < C, other=0.0).to(tl.float32)
         acc += x * w[None, :]
     out = out_ptr + (b * T + t) * S * C + s[:, None] * C + c[None, :]
