@@ -1,17 +1,27 @@
-"""Fixtures shared across test folders."""
+"""Fixtures shared across test folders, and the Triton mode of the whole session.
+
+Without a CUDA device, ``@triton.jit`` kernels run in the Triton interpreter on CPU tensors. Triton reads
+``TRITON_INTERPRET`` when a function is decorated (its own library functions too, at import), so the
+variable is set here, before anything imports triton (importing torch does not; ``torch._dynamo`` does):
+every kernel module is then decorated once, in interpreter mode, for the whole session. On a CUDA machine
+the kernels run compiled (the GPU suite); export ``TRITON_INTERPRET=1`` to run the interpreter tests there.
+"""
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+
+if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
+    if "triton" in sys.modules:  # a plugin imported it first: its kernels would be compiled, not interpreted
+        raise RuntimeError("tests/conftest.py: triton was imported before TRITON_INTERPRET=1 could be set")
+    os.environ["TRITON_INTERPRET"] = "1"
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_demo_model.py"
 
@@ -40,47 +50,12 @@ def tiny_demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _triton_python_modules() -> dict[str, ModuleType]:
-    """Loaded ``triton`` modules, less the compiled extension (``triton._C``), which cannot be re-imported."""
-    return {
-        name: module
-        for name, module in sys.modules.items()
-        if (name == "triton" or name.startswith("triton.")) and not name.startswith("triton._C")
-    }
+@pytest.fixture(scope="session")
+def triton_interpreter() -> None:
+    """For tests that run Triton kernels on CPU tensors. It fails where triton is missing (the ``test`` extra
+    installs it, so CI runs every kernel test) and skips only a session that runs the kernels compiled (a
+    CUDA machine without ``TRITON_INTERPRET=1``)."""
+    import triton  # noqa: F401  (an ImportError here is a failure, not a skip)
 
-
-def _reload_kernel_modules(stale: ModuleType | None) -> None:
-    """Re-import the loaded ``sana_wm`` modules whose global ``triton`` is ``stale`` (the other import)."""
-    for name, module in list(sys.modules.items()):
-        if name.startswith("sana_wm.") and stale is not None and getattr(module, "triton", None) is stale:
-            importlib.reload(module)
-
-
-@pytest.fixture(scope="module")
-def triton_interpreter() -> Iterator[None]:
-    """Run ``@triton.jit`` kernels with the Triton interpreter (``TRITON_INTERPRET=1``) on CPU tensors.
-
-    Triton reads the variable when a function is decorated, its own library functions included, and
-    ``torch._dynamo`` imports triton early in a full test session. So the Python part of triton is imported
-    afresh with the variable set, and kernel modules loaded before are re-imported; afterwards the original
-    modules and the variable are put back (and kernel modules re-imported against them).
-    """
-    pytest.importorskip("triton")
-    previous_env = os.environ.get("TRITON_INTERPRET")
-    original = _triton_python_modules()
-    for name in original:
-        del sys.modules[name]
-    os.environ["TRITON_INTERPRET"] = "1"
-    interpreted = importlib.import_module("triton")
-    _reload_kernel_modules(original.get("triton"))
-    try:
-        yield
-    finally:
-        if previous_env is None:
-            os.environ.pop("TRITON_INTERPRET", None)
-        else:
-            os.environ["TRITON_INTERPRET"] = previous_env
-        for name in _triton_python_modules():
-            del sys.modules[name]
-        sys.modules.update(original)
-        _reload_kernel_modules(interpreted)
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("this session runs Triton kernels compiled (CUDA); TRITON_INTERPRET=1 runs this test")
