@@ -44,7 +44,7 @@ def test_tiny_transformer_run_matches_the_peer(tmp_path, capsys) -> None:
     assert entry["peer_over_ours"] == pytest.approx(entry["peer"]["s_per_step"] / entry["ours"]["s_per_step"])
     # fp32 on the CPU: both sides compute the same function, softmax q/k/v in bf16 as diffusers does. A 1e-7
     # difference upstream can flip a bf16 rounding there, which moves single outputs by up to ~1e-4 (see
-    # tests/models/parity_helpers.py); over the whole output the error stays far below that.
+    # tests/helpers/parity.py); over the whole output the error stays far below that.
     assert 0 < entry["ours_vs_peer"]["rel_l2"] < 1e-4 and 0 < entry["ours_vs_peer"]["max_rel"] < 5e-4
 
     # The fp32 reference (fp32 softmax) differs from both only by the bf16 softmax both runs use.

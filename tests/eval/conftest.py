@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-# tests/pipeline's tiny component builders (tiny_parts.py).
-sys.path.append(str(Path(__file__).resolve().parents[1] / "pipeline"))
 
 
 @pytest.fixture(scope="session")
 def tiny_pipeline():
     """Width 32, one GDN and one softmax block, every parameter random (no silent zero path), so the
     camera input changes the video. 16 latent channels and 64 caption channels match the tiny VAE / Gemma."""
-    from tiny_parts import tiny_gemma, tiny_tokenizer, tiny_vae
+    from helpers.tiny_parts import tiny_gemma, tiny_tokenizer, tiny_vae
 
     from sana_wm.models import SanaWMConfig, SanaWMTransformer
     from sana_wm.inference.pipeline import Pipeline

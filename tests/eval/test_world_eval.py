@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_parts import block_means
+from helpers.tiny_parts import block_means
 
 from sana_wm.inference import SamplingSettings
 from sana_wm.cli import main

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from parity_helpers import TINY_DIFFUSERS_CONFIG, perturb_all_parameters
+from helpers.parity import TINY_DIFFUSERS_CONFIG, perturb_all_parameters
 from safetensors.torch import save_file
 
 from sana_wm.errors import InputError

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from parity_helpers import perturb_all_parameters, random_inputs
+from helpers.parity import perturb_all_parameters, random_inputs
 
 from sana_wm.errors import InputError
 from sana_wm.models import MemoryPlan, SanaWMTransformer, tiny

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from parity_helpers import oracle_and_ours, oracle_case, random_inputs
+from helpers.parity import oracle_and_ours, oracle_case, random_inputs
 
 from sana_wm.models import SanaWMTransformer, sana_wm_1600m_720p
 from sana_wm.models.config import config_from_diffusers

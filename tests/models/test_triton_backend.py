@@ -13,7 +13,7 @@ import dataclasses
 
 import pytest
 import torch
-from parity_helpers import perturb_all_parameters, random_inputs
+from helpers.parity import perturb_all_parameters, random_inputs
 
 from sana_wm.models import MemoryPlan, SanaWMTransformer, tiny
 

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-# tests/refiner's tiny refiner builders (tiny_refiner.py), for the two-stage tests.
-sys.path.append(str(Path(__file__).resolve().parents[1] / "refiner"))
-
-from tiny_parts import (  # noqa: E402
+from helpers.tiny_parts import (
     save_tiny_refiner,
     source_image,
     tiny_gemma,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from tiny_parts import (
+from helpers.tiny_parts import (
     HEIGHT,
     INTRINSICS,
     PROMPT,

@@ -13,7 +13,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH, make_pipeline, source_image
+from helpers.tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH, make_pipeline, source_image
 
 from sana_wm.inference import GenerationRequest
 from sana_wm.camera import action_to_c2w

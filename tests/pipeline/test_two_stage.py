@@ -7,7 +7,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-from tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH, make_pipeline
+from helpers.tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH, make_pipeline
 
 from sana_wm.errors import InputError
 from sana_wm.inference import GenerationRequest, RefinerSettings

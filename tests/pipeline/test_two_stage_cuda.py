@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH
+from helpers.tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH
 
 from sana_wm.inference import GenerationRequest
 from sana_wm.inference.pipeline import Pipeline

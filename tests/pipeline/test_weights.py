@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH, make_pipeline
+from helpers.tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH, make_pipeline
 
 from sana_wm.inference import GenerationRequest
 from sana_wm.errors import InputError

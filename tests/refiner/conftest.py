@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-import tiny_refiner
+from helpers import tiny_refiner
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import tiny_refiner
 import torch
+from helpers import tiny_refiner
 
 from sana_wm.inference.refiner import align_to_refined, decode_refined, refined_num_frames
 from sana_wm.vae import VideoVAE

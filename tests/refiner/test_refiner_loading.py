@@ -5,14 +5,13 @@ from __future__ import annotations
 import shutil
 
 import pytest
-import tiny_refiner
 import torch
 from diffusers import LTX2VideoTransformer3DModel
+from helpers import tiny_refiner
 
 from sana_wm.errors import InputError
 from sana_wm.inference.refiner import Refiner
-from sana_wm.inference.weights import resolve_refiner_weights
-from sana_wm.inference.weights import OFFICIAL_REPO, MissingWeightsError
+from sana_wm.inference.weights import OFFICIAL_REPO, MissingWeightsError, resolve_refiner_weights
 
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-import tiny_refiner
 import torch
+from helpers import tiny_refiner
 
 from sana_wm.inference.refiner import Refiner, video_only
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import tiny_refiner
 import torch
+from helpers import tiny_refiner
 
 from sana_wm.errors import InputError
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
-import tiny_refiner
 import torch
 import torch.nn.functional as F
 from diffusers.models.transformers.transformer_sana_wm_refiner import apply_interleaved_rotary_emb
+from helpers import tiny_refiner
 
 from sana_wm.inference.refiner import REFINER_SIGMAS
 

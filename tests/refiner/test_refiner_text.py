@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 
 import pytest
-import tiny_refiner
 import torch
 from diffusers.pipelines.sana_wm.refiner import _pack_text_embeds
+from helpers import tiny_refiner
 
 from sana_wm.errors import InputError
 from sana_wm.inference.refiner import Refiner, RefinerPrompt

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from train_helpers import DEBUG_RECIPE, REPO
+from helpers.training import DEBUG_RECIPE, REPO
 
 from sana_wm.cli import main
 from sana_wm.errors import InputError

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from train_helpers import DEBUG_RECIPE, debug_config
+from helpers.training import DEBUG_RECIPE, debug_config
 
 from sana_wm.cli import main
 from sana_wm.models import load_transformer

@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 import torch
+from helpers.training import REPO
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
-from train_helpers import REPO
 
 from sana_wm.models import SanaWMConfig, SanaWMTransformer, tiny
 from sana_wm.train.parallel import (

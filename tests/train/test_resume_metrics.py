@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from train_helpers import debug_config
+from helpers.training import debug_config
 
 from sana_wm.train import Trainer, read_metrics, train
 from sana_wm.train.metrics import METRICS_FILE

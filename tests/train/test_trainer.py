@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from train_helpers import debug_config
+from helpers.training import debug_config
 
 from sana_wm.cli import main
 from sana_wm.models import SanaWMConfig, SanaWMTransformer, load_transformer, save_transformer

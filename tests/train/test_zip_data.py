@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import torch
-from train_helpers import debug_config
+from helpers.training import debug_config
 
 from sana_wm.data import write_camera_sidecar
 from sana_wm.data.layout import npz_bytes, write_zip

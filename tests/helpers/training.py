@@ -1,4 +1,4 @@
-"""Shared helpers of the training tests: the debug recipe with edits, subprocess launch of the CLI."""
+"""Shared helpers of the training tests: the debug recipe with edits."""
 
 from __future__ import annotations
 

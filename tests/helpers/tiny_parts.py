@@ -3,7 +3,8 @@
 Sizes: Gemma-2 of width 64 (= the transformer's caption channels), an LTX-2 VAE with 16 latent channels and
 the real 8 x 32 x 32 compression, and diffusers' ``SanaWMTransformer3DModel`` at width 224 (head dim 112,
 blocks GDN, GDN, GDN, softmax) with every parameter perturbed, loaded strictly into ours. The stage-2
-refiner is tests/refiner's tiny one with 16 latent channels (the stage-1 VAE's), saved in the release layout.
+refiner is :mod:`helpers.tiny_refiner`'s with 16 latent channels (the stage-1 VAE's), saved in the release
+layout.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def save_tiny_refiner(root: Path) -> Path:
     The transformer is saved as diffusers' ``LTX2VideoTransformer3DModel`` (audio stream included), the
     class the release stores.
     """
-    import tiny_refiner
     from diffusers import LTX2VideoTransformer3DModel
+
+    from helpers import tiny_refiner
 
     folder = root / "refiner"
     config = dict(tiny_refiner.transformer().config)
