@@ -3,13 +3,15 @@
 - two processes (torchrun, gloo, FSDP2 on the CPU) follow the one-process loss curve at the same global
   batch, stop together on SIGTERM, and their checkpoint exports to the same weights and resumes in one
   process;
-- SIGTERM makes a run save at the end of its step and return; a run killed by SIGKILL (CLI subprocess)
-  leaves only complete checkpoints; resuming after either reproduces the uninterrupted losses bit for bit.
+- SIGTERM makes a run save at the end of its step and return; a run killed by SIGKILL (CLI subprocess) in
+  the middle of writing a checkpoint leaves only complete checkpoints; resuming after either reproduces the
+  uninterrupted losses bit for bit.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -22,15 +24,11 @@ from helpers.training import DEBUG_RECIPE, debug_config
 from sana_wm.cli import main
 from sana_wm.models import load_transformer
 from sana_wm.train import SyntheticClips, Trainer, read_metrics, train
-from sana_wm.train.checkpoint import export_inference, latest_checkpoint
+from sana_wm.train.checkpoint import complete_checkpoints, export_inference, latest_checkpoint, step_dir
 
 
 def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "sana_wm", "--quiet", "train", "run", "--recipe", str(DEBUG_RECIPE), *args]
 
 
 def _losses(out_dir: Path) -> list[float]:
@@ -124,8 +122,40 @@ def test_sigterm_saves_at_the_step_boundary_and_returns(tmp_path):
     assert _losses(Path(cfg.out_dir)) == _losses(Path(reference.out_dir))
 
 
+# The CLI (``sana_wm.cli.main`` with the arguments after ``-c``) in a process that stops inside its second
+# checkpoint, its shards written and the ``.metadata`` that completes it not yet, prints "paused" and waits
+# there to be killed. (A kill at a wall-clock moment raced the run: the test process had to poll and kill
+# within the ~2 s the run takes from its first checkpoint to its end, and one held up that long by a loaded
+# machine found the run finished, exit code 0, instead of killed.)
+_CLI_PAUSED_IN_SECOND_SAVE = """
+import sys, threading
+from torch.distributed.checkpoint import FileSystemWriter
+from sana_wm.cli import main
+
+finish, calls = FileSystemWriter.finish, []
+
+def paused_finish(self, *args, **kwargs):
+    calls.append(self)
+    if len(calls) == 2:
+        print("paused", flush=True)
+        threading.Event().wait()
+    return finish(self, *args, **kwargs)
+
+FileSystemWriter.finish = paused_finish
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _first_line(proc: subprocess.Popen, timeout: float) -> str:
+    """The first line ``proc`` prints, or "" if it ends first (or prints nothing in ``timeout`` seconds: a
+    guard against a hang, not a synchronisation)."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline() if ready else ""
+
+
 def test_sigkill_then_resume_reproduces_the_losses(tmp_path):
-    """Kill -9 (CLI subprocess) after the first checkpoint, rerun the same command: identical loss log."""
+    """Kill -9 (CLI subprocess) while it writes its second checkpoint, rerun the same command: the torn
+    checkpoint is not resumed from, and the loss log equals the uninterrupted run's."""
     steps = ["max_steps=24", "checkpoint.every=3", "checkpoint.keep_last=0"]
     reference = debug_config(tmp_path / "reference", *steps)
     train(reference)
@@ -133,16 +163,23 @@ def test_sigkill_then_resume_reproduces_the_losses(tmp_path):
     assert len(expected) == 24
 
     out_dir = tmp_path / "run"
-    args = _cli(f"out_dir={out_dir}", *steps)
-    proc = subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_checkpoint(proc, out_dir)
-    proc.kill()
-    proc.communicate(timeout=60)
+    args = ["--quiet", "train", "run", "--recipe", str(DEBUG_RECIPE), f"out_dir={out_dir}", *steps]
+    launch = [sys.executable, "-c", _CLI_PAUSED_IN_SECOND_SAVE, *args]
+    proc = subprocess.Popen(launch, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        paused = _first_line(proc, timeout=600)
+    finally:
+        proc.kill()
+    _, stderr = proc.communicate(timeout=60)
+    assert paused == "paused\n", stderr[-3000:]
     assert proc.returncode == -signal.SIGKILL
-    killed_at = _step(latest_checkpoint(out_dir))
-    assert 3 <= killed_at < 24
+    # Killed inside step 6's save: step 3 is the only complete checkpoint, step 6's folder is on disk but
+    # torn, and the log already holds steps 4-6, which the resumed run must replace.
+    assert complete_checkpoints(out_dir) == [step_dir(out_dir, 3)]
+    assert [p.name for p in (out_dir / "checkpoints").iterdir() if p.name.startswith("step_00000006")]
+    assert [r["step"] for r in read_metrics(out_dir)] == list(range(1, 7))
 
     # The same command again (in this process, to save an interpreter start) resumes and finishes.
-    assert main(args[3:]) == 0
+    assert main(args) == 0
     assert _losses(out_dir) == expected
     assert [r["step"] for r in read_metrics(out_dir)] == list(range(1, 25))
