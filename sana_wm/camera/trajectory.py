@@ -37,7 +37,7 @@ def align_num_frames(requested: int, trajectory_len: int, stride: int = LTX2_STR
     num_frames = snap_num_frames(min(requested, trajectory_len), stride, upper_bound=trajectory_len)
     if num_frames != requested:
         logger.warning(
-            "--num_frames: using %d frames instead of %d (the trajectory has %d poses and the VAE needs "
+            "--num_frames: using %d frames instead of %d (the trajectory has %d poses; videos have "
             "%dk+1 frames)",
             num_frames,
             requested,

@@ -27,3 +27,21 @@ def test_failure_leaves_no_file_and_keeps_the_old_one(tmp_path) -> None:
         raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_temporary_files_of_dead_writers_are_cleared_by_the_next_write(tmp_path) -> None:
+    """A SIGKILL mid-write leaves ``.<stem>.<pid>.<random>.tmp.<suffix>``; the next write of the same file
+    removes it when that process is gone, and leaves a live writer's file alone."""
+    import os
+
+    from sana_wm.utils.atomic import atomic_output
+
+    dead = tmp_path / ".demo.2147483647.abc123.tmp.mp4"  # no process has this id
+    live = tmp_path / f".demo.{os.getppid()}.def456.tmp.mp4"
+    other = tmp_path / ".other.2147483647.abc.tmp.mp4"
+    for path in (dead, live, other):
+        path.write_bytes(b"partial")
+    with atomic_output(tmp_path / "demo.mp4") as tmp:
+        assert f".demo.{os.getpid()}." in tmp.name
+        tmp.write_bytes(b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["demo.mp4", live.name, other.name])
