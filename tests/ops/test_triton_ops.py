@@ -198,8 +198,7 @@ def test_ucpe_encode_matches_torch(dim: int) -> None:
 
 def test_benchmark_smoke_run_reports_parity(tmp_path: Path) -> None:
     """``benchmarks/kernels_gpu.py --device cpu --tiny`` (which sets ``TRITON_INTERPRET=1`` itself) in a fresh
-    process: every op within tolerance of torch. (In-process, a kernel module that ran in an earlier test
-    module's interpreter session can fail in a later one with a Triton type-identity error.)"""
+    process, as a user runs it: every op within tolerance of torch."""
     import triton  # noqa: F401  (the test extra installs it: a missing triton fails, not skips)
     out = tmp_path / "kernels.json"
     args = ["--device", "cpu", "--tiny", "--frames", "2", "--warmup", "0", "--repeats", "1"]
