@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -35,16 +34,44 @@ def _losses(out_dir: Path) -> list[float]:
     return [r["loss"] for r in read_metrics(out_dir)]
 
 
-def _wait_for_checkpoint(proc: subprocess.Popen, out_dir: Path, timeout: float = 90.0) -> int:
-    """Poll until a complete checkpoint exists; return its step."""
+def _wait_until_paused(proc: subprocess.Popen, markers: list[Path], timeout: float = 600.0) -> None:
+    """Wait until every marker file exists (the run has paused where the test wants it and waits there),
+    failing if ``proc`` ends first. ``timeout`` only guards against a hang: no wall-clock moment decides."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        latest = latest_checkpoint(out_dir)
-        if latest is not None:
-            return int(latest.name.removeprefix("step_"))
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        time.sleep(0.005)
-    raise AssertionError("no checkpoint appeared")
+    while not all(marker.exists() for marker in markers):
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before it paused:\n{proc.communicate()[1][-3000:]}")
+        assert time.monotonic() < deadline, "the run did not pause"
+        time.sleep(0.01)
+
+
+# Each rank of a torchrun job runs the CLI (``sana_wm.cli.main`` with this script's arguments); after its
+# first checkpoint it touches ``$PAUSED_MARKER<rank>`` and waits until SIGTERM has reached it (the trainer's
+# handler runs too), so the ranks agree to stop at the end of the next step. (Sending SIGTERM once the first
+# checkpoint was seen raced the run: a test process held up for the seconds the run takes from there to its
+# last step found it finished, not stopped.)
+_RANK_PAUSED_AFTER_FIRST_SAVE = """
+import os, signal, sys, time
+from pathlib import Path
+from sana_wm.cli import main
+from sana_wm.train import trainer
+
+save, sigterms = trainer.save_checkpoint, []
+
+def save_then_wait_for_sigterm(*args, **kwargs):
+    path = save(*args, **kwargs)
+    if not sigterms:
+        handler = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, lambda signum, frame: (sigterms.append(signum), handler(signum, frame)))
+        Path(os.environ["PAUSED_MARKER"] + os.environ["RANK"]).touch()
+        while not sigterms:
+            time.sleep(0.01)
+        signal.signal(signal.SIGTERM, handler)
+    return path
+
+trainer.save_checkpoint = save_then_wait_for_sigterm
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def _step(checkpoint: Path) -> int:
@@ -57,23 +84,29 @@ def test_two_processes_match_one_and_stop_on_sigterm(tmp_path):
     one = debug_config(tmp_path / "one", "max_steps=10", "checkpoint.every=1", "checkpoint.keep_last=0")
     train(one)
     two_dir = tmp_path / "two" / "run"
+    script = tmp_path / "rank.py"
+    script.write_text(_RANK_PAUSED_AFTER_FIRST_SAVE)
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd = [*launch, "-m", "sana_wm", "--quiet", "train", "run", "--recipe", str(DEBUG_RECIPE)]
+    cmd = [*launch, str(script), "--quiet", "train", "run", "--recipe", str(DEBUG_RECIPE)]
     cmd += [f"out_dir={two_dir}", "max_steps=10", "checkpoint.every=2"]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_checkpoint(proc, two_dir)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=90)
+    env = {**_env(), "PAUSED_MARKER": str(tmp_path / "paused_rank")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_until_paused(proc, [tmp_path / "paused_rank0", tmp_path / "paused_rank1"])
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
     stopped_at = _step(latest_checkpoint(two_dir))
     assert f"stopped at step {stopped_at};" in stderr, stderr[-3000:]
     assert 2 <= stopped_at < 10
+    assert stopped_at == 3  # SIGTERM reached both ranks after step 2's checkpoint: they stop after step 3
     reference, sharded = _losses(Path(one.out_dir)), _losses(two_dir)
     assert len(sharded) == stopped_at
     assert max(abs(a - b) for a, b in zip(reference, sharded, strict=False)) < 1e-5, (reference, sharded)
 
     # The sharded checkpoint gathers into the same single-file weights as the one-process run's.
-    step_dir = Path(one.out_dir) / "checkpoints" / f"step_{stopped_at:08d}"
-    export_inference(step_dir, tmp_path / "one.safetensors")
+    export_inference(step_dir(one.out_dir, stopped_at), tmp_path / "one.safetensors")
     export_inference(two_dir, tmp_path / "two.safetensors")
     ours = load_transformer(tmp_path / "one.safetensors")
     theirs = load_transformer(tmp_path / "two.safetensors")
@@ -123,12 +156,13 @@ def test_sigterm_saves_at_the_step_boundary_and_returns(tmp_path):
 
 
 # The CLI (``sana_wm.cli.main`` with the arguments after ``-c``) in a process that stops inside its second
-# checkpoint, its shards written and the ``.metadata`` that completes it not yet, prints "paused" and waits
-# there to be killed. (A kill at a wall-clock moment raced the run: the test process had to poll and kill
-# within the ~2 s the run takes from its first checkpoint to its end, and one held up that long by a loaded
-# machine found the run finished, exit code 0, instead of killed.)
+# checkpoint, its shards written and the ``.metadata`` that completes it not yet, touches ``$PAUSED_MARKER``
+# and waits there to be killed. (A kill at a wall-clock moment raced the run: the test process had to poll
+# and kill within the ~2 s the run takes from its first checkpoint to its end, and one held up that long by a
+# loaded machine found the run finished, exit code 0, instead of killed.)
 _CLI_PAUSED_IN_SECOND_SAVE = """
-import sys, threading
+import os, sys, threading
+from pathlib import Path
 from torch.distributed.checkpoint import FileSystemWriter
 from sana_wm.cli import main
 
@@ -137,20 +171,13 @@ finish, calls = FileSystemWriter.finish, []
 def paused_finish(self, *args, **kwargs):
     calls.append(self)
     if len(calls) == 2:
-        print("paused", flush=True)
+        Path(os.environ["PAUSED_MARKER"]).touch()
         threading.Event().wait()
     return finish(self, *args, **kwargs)
 
 FileSystemWriter.finish = paused_finish
 sys.exit(main(sys.argv[1:]))
 """
-
-
-def _first_line(proc: subprocess.Popen, timeout: float) -> str:
-    """The first line ``proc`` prints, or "" if it ends first (or prints nothing in ``timeout`` seconds: a
-    guard against a hang, not a synchronisation)."""
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    return proc.stdout.readline() if ready else ""
 
 
 def test_sigkill_then_resume_reproduces_the_losses(tmp_path):
@@ -165,13 +192,13 @@ def test_sigkill_then_resume_reproduces_the_losses(tmp_path):
     out_dir = tmp_path / "run"
     args = ["--quiet", "train", "run", "--recipe", str(DEBUG_RECIPE), f"out_dir={out_dir}", *steps]
     launch = [sys.executable, "-c", _CLI_PAUSED_IN_SECOND_SAVE, *args]
-    proc = subprocess.Popen(launch, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**_env(), "PAUSED_MARKER": str(tmp_path / "paused")}
+    proc = subprocess.Popen(launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        paused = _first_line(proc, timeout=600)
+        _wait_until_paused(proc, [tmp_path / "paused"])
     finally:
         proc.kill()
-    _, stderr = proc.communicate(timeout=60)
-    assert paused == "paused\n", stderr[-3000:]
+    proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     # Killed inside step 6's save: step 3 is the only complete checkpoint, step 6's folder is on disk but
     # torn, and the log already holds steps 4-6, which the resumed run must replace.
