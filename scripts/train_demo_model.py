@@ -25,11 +25,11 @@ Recipe (numbers: ``demo_training.recipe.full``; phases: ``demo_training.run``):
   ``sana_wm.train.Trainer`` on the cached latents: flow matching with logit-normal timesteps and shift 3,
   frame 0 always the clean image condition, batch 32, AdamW 4e-4 with warm-up and cosine decay, EMA 0.995,
   for the rest of the budget but 30 s.
-- Text: prompt-free. Training and sampling use the null caption of ``sana_wm.inference.demo_model.null_text`` (one
-  all-zero token) and no guidance.
-- Evaluation: the saved files are loaded with ``sana_wm.inference.demo_model.load_demo_pipeline``; held-out clips and
-  the demo world are generated along their true camera paths and compared with the true renders (PSNR,
-  agreement of the image motion), the demo world also with the mirrored action.
+- Text: prompt-free. Training and sampling use the null caption of
+  ``sana_wm.inference.demo_model.null_text`` (one all-zero token) and no guidance.
+- Evaluation: the saved files are loaded with ``sana_wm.inference.demo_model.load_demo_pipeline``; held-out
+  clips and the demo world are generated along their true camera paths and compared with the true renders
+  (PSNR, agreement of the image motion), the demo world also with the mirrored action.
 
 Writes exactly these files to ``--out`` (weights in fp16): ``transformer.safetensors``,
 ``vae/config.json``, ``vae/diffusion_pytorch_model.safetensors``, ``first_frame.png``, ``demo_model.json``
@@ -72,9 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
-
     from demo_training.recipe import full, tiny
     from demo_training.run import train_demo_model
+
     from sana_wm.errors import InputError
 
     out: Path = args.out

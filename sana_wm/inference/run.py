@@ -24,9 +24,7 @@ def resolve_backend(backend: str, device: torch.device, *, demo: bool) -> str | 
     return backend
 
 
-def load(
-    source: ModelSource, runtime: RuntimeSettings | None = None, *, refiner: bool = False
-) -> Pipeline:
+def load(source: ModelSource, runtime: RuntimeSettings | None = None, *, refiner: bool = False) -> Pipeline:
     """The stage-1 pipeline of ``source`` on ``runtime``'s device; with ``refiner`` (release only) the
     refiner's folders are looked up too, so that anything missing of either stage is reported together
     before any weight is loaded (:class:`~sana_wm.inference.weights.MissingWeightsError`)."""

@@ -1,4 +1,4 @@
-"""How the bundled demo model (:mod:`sana_wm.inference.demo_model`) is trained: ``scripts/train_demo_model.py``.
+"""How the bundled demo model (``sana_wm.inference.demo_model``) is trained: ``scripts/train_demo_model.py``.
 
 - :mod:`~demo_training.recipe`: :class:`DemoRecipe` (sizes, budgets, optimisers), full and tiny.
 - :mod:`~demo_training.data`: rendering (device + CPU workers), symmetry variants, latent dataset.

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from sana_wm.inference import CameraPath, GenerationRequest
 from sana_wm.camera import action_to_c2w
 from sana_wm.cli import main
+from sana_wm.inference import CameraPath, GenerationRequest
 from sana_wm.utils.video_io import probe_video, read_sidecar, read_video
 
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from sana_wm.inference import GenerationRequest, SamplingSettings
 from sana_wm.camera import action_to_c2w
+from sana_wm.errors import InputError
+from sana_wm.inference import GenerationRequest, SamplingSettings
 from sana_wm.inference.demo_model import (
     DEFAULT_ACTION,
     DEMO_SETTINGS,
@@ -23,7 +24,6 @@ from sana_wm.inference.demo_model import (
     load_demo_pipeline,
     null_text,
 )
-from sana_wm.errors import InputError
 
 
 def test_null_text_is_zero_features_with_every_token_real() -> None:
@@ -82,7 +82,14 @@ def test_settings_round_trip_and_reject_unknown_keys() -> None:
     assert DemoSettings.from_dict(data) == s
     np.testing.assert_array_equal(s.intrinsics_array(), np.array([1, 2, 3, 4], np.float32))
     assert s.sampling(seed=7) == SamplingSettings(
-        num_frames=81, steps=30, cfg_scale=1.0, flow_shift=3.0, sampler="ltx_euler", seed=7, height=64, width=96
+        num_frames=81,
+        steps=30,
+        cfg_scale=1.0,
+        flow_shift=3.0,
+        sampler="ltx_euler",
+        seed=7,
+        height=64,
+        width=96,
     )
     with pytest.raises(InputError, match="colour"):
         DemoSettings.from_dict({**data, "colour": 1})

@@ -7,9 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from sana_wm.camera import prepare_camera
-from sana_wm.inference.demo_model import null_text
 from demo_training.data import (
     CpuRenderPool,
     LatentClips,
@@ -35,7 +32,10 @@ from demo_training.vae_training import (
     lr_factor,
     set_latent_stats,
 )
+
+from sana_wm.camera import prepare_camera
 from sana_wm.errors import InputError
+from sana_wm.inference.demo_model import null_text
 from sana_wm.worlds import camera_rays
 
 SETTINGS = clip_settings(32, 64, 17, seed=3, shadows=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from demo_training.recipe import dit_config, tiny
 from safetensors import safe_open
 
 from sana_wm.inference import CameraPath, GenerationRequest
@@ -18,7 +19,6 @@ from sana_wm.inference.demo_model import (
     load_demo_pipeline,
     read_demo_settings,
 )
-from demo_training.recipe import dit_config, tiny
 from sana_wm.models import SanaWMConfig
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_demo_model.py"
@@ -95,7 +95,9 @@ def test_demo_pipeline_on_the_artifacts_is_seeded(trained: Path) -> None:
         camera = CameraPath.from_action(
             settings.action, mapping=settings.action_mapping, intrinsics=settings.intrinsics_array()
         )
-        request = GenerationRequest(image=image, prompt="", camera=camera, sampling=settings.sampling(seed=seed))
+        request = GenerationRequest(
+            image=image, prompt="", camera=camera, sampling=settings.sampling(seed=seed)
+        )
         result = pipe(request, progress=False)
         assert result.intrinsics_source == "given" and result.num_frames == 17
         return result.frames.numpy()

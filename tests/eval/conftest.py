@@ -14,8 +14,8 @@ def tiny_pipeline():
     camera input changes the video. 16 latent channels and 64 caption channels match the tiny VAE / Gemma."""
     from helpers.tiny_parts import tiny_gemma, tiny_tokenizer, tiny_vae
 
-    from sana_wm.models import SanaWMConfig, SanaWMTransformer
     from sana_wm.inference.pipeline import Pipeline
+    from sana_wm.models import SanaWMConfig, SanaWMTransformer
     from sana_wm.text_encoder import TextEncoder
     from sana_wm.vae import VideoVAE
 

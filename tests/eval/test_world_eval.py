@@ -7,13 +7,13 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 from helpers.tiny_parts import block_means
+from PIL import Image
 
-from sana_wm.inference import SamplingSettings
 from sana_wm.cli import main
 from sana_wm.eval import EVAL_SEED_BASE, METHODS, EvalSettings, evaluate_worlds, pipeline_generate_fn
 from sana_wm.eval.metrics import FLOW_STRIDE, PSNR_CAP_DB, psnr_per_frame, ssim_per_frame
+from sana_wm.inference import SamplingSettings
 from sana_wm.utils.video_io import read_video
 from sana_wm.worlds import ClipSettings, make_clip, render
 
@@ -182,7 +182,9 @@ def test_defaults_come_from_the_demo_model_or_the_release(monkeypatch) -> None:
     import sana_wm.inference.demo_model as demo_model
     from sana_wm.inference.source import RELEASE_DEFAULTS, ModelSource
 
-    demo = demo_model.DemoSettings(height=96, width=160, num_frames=17, steps=3, cfg_scale=1.0, flow_shift=2.5)
+    demo = demo_model.DemoSettings(
+        height=96, width=160, num_frames=17, steps=3, cfg_scale=1.0, flow_shift=2.5
+    )
     monkeypatch.setattr(demo_model, "read_demo_settings", lambda folder: demo)
     got = ModelSource(demo_dir=Path("x")).defaults()
     assert (got.height, got.width, got.num_frames, got.steps, got.cfg_scale, got.flow_shift, got.sampler) == (

@@ -101,6 +101,7 @@ def test_triton_silu_gate_sum_matches_torch() -> None:
 
 def test_triton_backend_refuses_grad_inputs() -> None:
     import triton  # noqa: F401  (the test extra installs it: a missing triton fails, not skips)
+
     a = torch.randn(4, requires_grad=True)
     with pytest.raises(InputError, match="a: requires grad"):
         silu_gate_sum(a, a, a, backend="triton")

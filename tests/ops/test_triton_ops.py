@@ -200,6 +200,7 @@ def test_benchmark_smoke_run_reports_parity(tmp_path: Path) -> None:
     """``benchmarks/kernels_gpu.py --device cpu --tiny`` (which sets ``TRITON_INTERPRET=1`` itself) in a fresh
     process, as a user runs it: every op within tolerance of torch."""
     import triton  # noqa: F401  (the test extra installs it: a missing triton fails, not skips)
+
     out = tmp_path / "kernels.json"
     args = ["--device", "cpu", "--tiny", "--frames", "2", "--warmup", "0", "--repeats", "1"]
     args += ["--out", str(out)]
@@ -227,6 +228,7 @@ def test_benchmark_smoke_run_reports_parity(tmp_path: Path) -> None:
 
 def test_ops_without_a_kernel_run_the_torch_code() -> None:
     import triton  # noqa: F401  (the test extra installs it: a missing triton fails, not skips)
+
     cos, sin = rope_tables(2, 2, 3, 16)
     x = torch.randn(1, 2, 12, 16, generator=torch.Generator().manual_seed(0))
     assert torch.equal(apply_rope(x, cos, sin, backend="triton"), apply_rope(x, cos, sin, backend="torch"))
@@ -254,6 +256,7 @@ def test_short_conv_kernel_matches_torch(dtype: torch.dtype, frames: int) -> Non
 
 def test_bad_inputs_are_input_errors() -> None:
     import triton  # noqa: F401  (the test extra installs it: a missing triton fails, not skips)
+
     x = _gdn_inputs(3, 2, 16, torch.float32)
     with pytest.raises(InputError, match=r"^v: expected shape \(1, 2, 2, 12, 16\)"):
         gdn_bidirectional(**(x | {"v": x["v"][:, :, :1]}), eps=1e-8, backend="triton")

@@ -10,8 +10,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from helpers.tiny_parts import (
     HEIGHT,
     INTRINSICS,
@@ -24,13 +22,14 @@ from helpers.tiny_parts import (
     tiny_gemma,
     weight_args,
 )
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
-from sana_wm.inference import GenerationRequest
 from sana_wm.camera import action_to_c2w
 from sana_wm.cli import main
-from sana_wm.viz.overlay import HUD_KEY_LABELS
+from sana_wm.inference import GenerationRequest
 from sana_wm.utils.video_io import probe_video, read_sidecar, read_video
-from sana_wm.viz.overlay import apply_overlay
+from sana_wm.viz.overlay import HUD_KEY_LABELS, apply_overlay
 
 ACTION = "w-8,jw-8"
 
@@ -320,6 +319,7 @@ def test_fastest_backend_is_torch_off_cuda() -> None:
 
 def test_triton_backend_without_cuda_is_one_line_before_loading(tmp_path, capsys) -> None:
     import triton  # noqa: F401  (the test extra installs it: a missing triton fails, not skips)
+
     argv = ["generate", "--backend", "triton", "--device", "cpu", "--output_dir", str(tmp_path / "o")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 from helpers.tiny_parts import (
     HEIGHT,
     INTRINSICS,
@@ -19,17 +17,17 @@ from helpers.tiny_parts import (
     save_png,
     weight_args,
 )
+from safetensors import safe_open
+from safetensors.torch import load_file
 
-from sana_wm.inference import GenerationRequest
 from sana_wm.camera import action_to_c2w
 from sana_wm.cli import main
-from sana_wm.viz.overlay import HUD_KEY_LABELS
+from sana_wm.inference import GenerationRequest
 from sana_wm.inference.refiner import Refiner, decode_refined
-from sana_wm.inference.weights import resolve_refiner_weights
+from sana_wm.inference.weights import OFFICIAL_REPO, resolve_refiner_weights
 from sana_wm.utils.video_io import probe_video, read_sidecar, read_video
 from sana_wm.vae import VideoVAE
-from sana_wm.viz.overlay import apply_overlay
-from sana_wm.inference.weights import OFFICIAL_REPO
+from sana_wm.viz.overlay import HUD_KEY_LABELS, apply_overlay
 
 ACTION = "w-8,jw-8"
 SETTINGS = ["--num_frames", "17", "--steps", "2", "--height", str(HEIGHT), "--width", str(WIDTH)]

@@ -15,8 +15,8 @@ import pytest
 import torch
 from helpers.tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH, make_pipeline, source_image
 
-from sana_wm.inference import GenerationRequest
 from sana_wm.camera import action_to_c2w
+from sana_wm.inference import GenerationRequest
 from sana_wm.inference.offload import enable_block_streaming
 from sana_wm.inference.pipeline import load_pipeline
 from sana_wm.utils.image import resize_and_center_crop

@@ -1,4 +1,4 @@
-"""Stage 1 + the refiner (``sana_wm.inference.two_stage``): the refiner library's numbers on the stage-1 latents."""
+"""Stage 1 + the refiner (``inference.two_stage``): the refiner library's numbers on the stage-1 latents."""
 
 from __future__ import annotations
 

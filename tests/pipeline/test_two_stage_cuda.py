@@ -11,9 +11,9 @@ from helpers.tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH
 from sana_wm.inference import GenerationRequest
 from sana_wm.inference.pipeline import Pipeline
 from sana_wm.inference.refiner import Refiner
+from sana_wm.inference.two_stage import generate_two_stage
 from sana_wm.inference.weights import resolve_refiner_weights
 from sana_wm.text_encoder import TextEncoder
-from sana_wm.inference.two_stage import generate_two_stage
 from sana_wm.vae import VideoVAE
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

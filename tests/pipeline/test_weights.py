@@ -8,8 +8,8 @@ import pytest
 import torch
 from helpers.tiny_parts import HEIGHT, INTRINSICS, PROMPT, WIDTH, make_pipeline
 
-from sana_wm.inference import GenerationRequest
 from sana_wm.errors import InputError
+from sana_wm.inference import GenerationRequest
 from sana_wm.inference.pipeline import load_pipeline
 from sana_wm.inference.weights import OFFICIAL_REPO, TEXT_ENCODER_REPO, MissingWeightsError, resolve_weights
 
