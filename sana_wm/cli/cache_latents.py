@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
-
-import numpy as np
 
 from sana_wm.cli._args import flag
-from sana_wm.errors import InputError
-from sana_wm.utils.device import DTYPES, resolve_device
+from sana_wm.utils.device import DTYPES
 
 log = logging.getLogger("sana_wm")
 
@@ -38,23 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sana_wm.data.latents import cache_latents
-    from sana_wm.vae import VideoVAE
+    from sana_wm.data.latents import cache_dataset_latents
 
-    root = Path(args.dir)
-    raw_dir = Path(args.raw_dir) if args.raw_dir else root / "raw"
-    latent_dir = Path(args.latent_dir) if args.latent_dir else root / "latents"
-    if not raw_dir.is_dir():
-        raise InputError(f"DIR: {raw_dir} is not a directory of raw shards")
-    vae_path = Path(args.vae)
-    subfolder = None if (vae_path / "config.json").is_file() else "vae"
-    vae = VideoVAE.from_pretrained(
+    written, latent_dir = cache_dataset_latents(
+        args.dir,
         args.vae,
-        dtype=DTYPES[args.dtype],
-        device=resolve_device(args.device),
-        local_files_only=vae_path.exists(),
-        subfolder=subfolder,
+        raw_dir=args.raw_dir,
+        latent_dir=args.latent_dir,
+        device=args.device,
+        dtype=args.dtype,
+        latent_dtype=args.latent_dtype,
+        overwrite=args.overwrite,
     )
-    written = cache_latents(raw_dir, latent_dir, vae.encode_video, latent_dtype=np.dtype(args.latent_dtype))
     log.info("wrote %d latent shard(s) under %s", len(written), latent_dir)
     return 0

@@ -91,3 +91,39 @@ def _encode_member(
         raise InputError(f"{raw_zip}:{name}: {err}") from err
     z_CThw = z[0].detach().to("cpu", torch.float32).numpy().astype(latent_dtype)
     return name[: -len(VIDEO_SUFFIX)] + ".npz", npz_bytes(**{LATENT_KEY: z_CThw})
+
+
+def cache_dataset_latents(
+    root: str | os.PathLike[str],
+    vae_path: str | os.PathLike[str],
+    *,
+    raw_dir: str | os.PathLike[str] | None = None,
+    latent_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    dtype: str = "float32",
+    latent_dtype: str = "float32",
+    overwrite: bool = False,
+) -> tuple[list[Path], Path]:
+    """``sana-wm cache-latents``: load the LTX-2-family VAE at ``vae_path`` (a VAE folder, or a model folder
+    or repository with ``vae/``) and :func:`cache_latents` ``root/raw`` into ``root/latents`` (or the given
+    folders). Returns the written shards and the latent folder."""
+    from sana_wm.errors import InputError
+    from sana_wm.utils.device import DTYPES, resolve_device
+    from sana_wm.vae import VideoVAE
+
+    raw = Path(raw_dir) if raw_dir else Path(root) / "raw"
+    latents = Path(latent_dir) if latent_dir else Path(root) / "latents"
+    if not raw.is_dir():
+        raise InputError(f"DIR: {raw} is not a directory of raw shards")
+    local = Path(vae_path)
+    vae = VideoVAE.from_pretrained(
+        vae_path,
+        dtype=DTYPES[dtype],
+        device=resolve_device(device),
+        local_files_only=local.exists(),
+        subfolder=None if (local / "config.json").is_file() else "vae",
+    )
+    written = cache_latents(
+        raw, latents, vae.encode_video, latent_dtype=np.dtype(latent_dtype), overwrite=overwrite
+    )
+    return written, latents

@@ -141,3 +141,15 @@ def test_metric_scale_multiplies_translations_before_relativisation(dataset_dir,
         conditions[:, [0, 1, 2, 4, 5, 6, 8, 9, 10]], plain[:, [0, 1, 2, 4, 5, 6, 8, 9, 10]]
     )
     assert plain[:, [3, 7, 11]].abs().max() > 0.05
+
+
+def test_cache_latents_keeps_finished_shards_unless_overwrite(dataset_dir) -> None:
+    """--overwrite reaches the encoder (the flag was parsed and then dropped)."""
+    root, _ = dataset_dir
+    shard = root / "latents" / "worlds_00000.zip"
+    before = shard.stat().st_mtime_ns
+    argv = ["--quiet", "cache-latents", str(root), "--vae", str(root / "tiny_vae"), "--device", "cpu"]
+    assert main(argv) == 0
+    assert shard.stat().st_mtime_ns == before
+    assert main([*argv, "--overwrite"]) == 0
+    assert shard.stat().st_mtime_ns != before
