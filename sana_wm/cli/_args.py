@@ -8,6 +8,7 @@ from typing import Any
 
 from sana_wm.camera import MAPPINGS
 from sana_wm.inference.request import RuntimeSettings
+from sana_wm.inference.source import ModelSource, choose_model
 
 DEFAULT_ACTION = "w-80,jw-40,w-40,lw-60,w-100"
 
@@ -85,3 +86,20 @@ def silence_library_progress() -> None:
         module = sys.modules.get(f"{name}.utils.logging")
         if module is not None:
             module.disable_progress_bar()
+
+
+_SOURCE_FLAGS = (
+    "official",
+    "demo_dir",
+    "model_path",
+    "config",
+    "vae_path",
+    "text_encoder_path",
+    "refiner_checkpoint",
+    "refiner_gemma_root",
+)
+
+
+def model_source(args: argparse.Namespace) -> ModelSource:
+    """The model the weight flags this parser has ask for (:func:`sana_wm.inference.choose_model`)."""
+    return choose_model(**{name: getattr(args, name) for name in _SOURCE_FLAGS if hasattr(args, name)})

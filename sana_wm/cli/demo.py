@@ -14,10 +14,10 @@ from sana_wm.cli._args import (
     add_camera_path_args,
     flag,
     job_fields,
+    model_source,
     runtime_settings,
     silence_library_progress,
 )
-from sana_wm.inference.source import choose_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if quiet:
         silence_library_progress()
     job = GenerateJob(
-        source=choose_model(demo_dir=args.demo_dir),
+        source=model_source(args),
         runtime=runtime_settings(args),
         output_dir=args.out,
         name="demo",

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from sana_wm.camera import MAPPINGS
-from sana_wm.cli._args import flag, runtime_settings
+from sana_wm.cli._args import flag, model_source, runtime_settings
 from sana_wm.cli.worlds import parse_size
 from sana_wm.errors import InputError
 from sana_wm.inference.request import SAMPLER_NAMES, SamplingSettings
-from sana_wm.inference.source import choose_model
 from sana_wm.utils.device import DTYPES, resolve_device
 
 log = logging.getLogger("sana_wm")
@@ -84,14 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    source = choose_model(
-        official=args.official,
-        demo_dir=args.demo_dir,
-        model_path=args.model_path,
-        config=args.config,
-        vae_path=args.vae_path,
-        text_encoder_path=args.text_encoder_path,
-    )
+    source = model_source(args)
     defaults = source.defaults()
     height, width = parse_size(args.size) if args.size else (defaults.height, defaults.width)
 

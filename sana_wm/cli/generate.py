@@ -20,12 +20,12 @@ from sana_wm.cli._args import (
     add_camera_path_args,
     flag,
     job_fields,
+    model_source,
     runtime_settings,
     silence_library_progress,
 )
 from sana_wm.inference.offload import prefer_expandable_segments
 from sana_wm.inference.request import BACKENDS, OFFLOAD_MODES, REFINER_MODES, SAMPLER_NAMES
-from sana_wm.inference.source import choose_model
 from sana_wm.utils.device import DTYPES
 
 log = logging.getLogger("sana_wm")
@@ -198,16 +198,7 @@ def run(args: argparse.Namespace) -> int:
     if quiet:
         silence_library_progress()
     prefer_expandable_segments(args.offload)  # before anything touches CUDA
-    source = choose_model(
-        official=args.official,
-        demo_dir=args.demo_dir,
-        model_path=args.model_path,
-        config=args.config,
-        vae_path=args.vae_path,
-        text_encoder_path=args.text_encoder_path,
-        refiner_checkpoint=args.refiner_checkpoint,
-        refiner_gemma_root=args.refiner_gemma_root,
-    )
+    source = model_source(args)
     refiner = {
         "mode": args.refiner_mode,
         "sink_size": args.sink_size,
