@@ -114,8 +114,15 @@ class DecodedFrames:
         return self._num_frames
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        # smoothing=0: the rate averages over the whole run, so the estimate is not set by the first frame
+        # alone (which waits for the decode of a whole temporal tile; the rest of the tile follows at once).
         bar = tqdm(
-            total=self._num_frames, desc="decode", unit="frame", disable=not self._progress, leave=False
+            total=self._num_frames,
+            desc="decode",
+            unit="frame",
+            disable=not self._progress,
+            leave=False,
+            smoothing=0,
         )
         cuda = self._device.type == "cuda"
         if cuda:

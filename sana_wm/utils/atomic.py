@@ -73,8 +73,11 @@ def check_output_folder(folder: str | os.PathLike[str], flag: str) -> Path:
         existing = existing.parent
     if not existing.is_dir():
         raise InputError(f"{flag}: {existing} is a file, so {folder} cannot be created")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{flag}: {existing} is not writable")
+    try:  # a real file, not os.access: root passes that check for /proc, where nothing can be created
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise InputError(f"{flag}: cannot create files in {existing} ({err.strerror or err})") from None
     return folder
 
 

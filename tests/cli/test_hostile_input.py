@@ -155,3 +155,10 @@ def test_a_damaged_demo_folder_is_one_line(tmp_path, capsys, tiny_demo_dir, dama
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs /proc")
+def test_an_output_folder_where_nothing_can_be_created_is_refused_before_any_work(capsys, no_loading) -> None:
+    assert main(["generate", "--output_dir", "/proc/sana_wm_out"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--output_dir: cannot create files in /proc" in err
