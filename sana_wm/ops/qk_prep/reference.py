@@ -14,6 +14,8 @@ with the real-valued rotation. Inputs are checked by :mod:`sana_wm.ops.qk_prep`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -44,11 +46,13 @@ def qk_prep(
     rope_cos_MP: Tensor | None,
     rope_sin_MP: Tensor | None,
     heads: int,
+    rotate: Callable[[Tensor, Tensor, Tensor], Tensor] = apply_rope,
 ) -> tuple[Tensor, Tensor | None]:
-    """See :func:`sana_wm.ops.qk_prep.qk_prep`."""
+    """See :func:`sana_wm.ops.qk_prep.qk_prep`; ``rotate`` is the RoPE implementation (``torch_fast`` passes
+    the real-valued one)."""
     y_BMD = rms_norm_act(x_BMD, weight_D, eps=eps, relu=relu, scale=scale)
     if rope_cos_MP is None or rope_sin_MP is None:
         return y_BMD, None
     y_BNME = y_BMD.unflatten(-1, (heads, -1)).transpose(1, 2)
-    rot_BNME = apply_rope(y_BNME, rope_cos_MP, rope_sin_MP)
+    rot_BNME = rotate(y_BNME, rope_cos_MP, rope_sin_MP)
     return y_BMD, rot_BNME.transpose(1, 2).flatten(2)
