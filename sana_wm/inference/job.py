@@ -159,6 +159,7 @@ def prepare(job: GenerateJob) -> tuple[GenerationRequest, OutputSpec]:
         save_latents=job.save_latents,
         save_stage1=job.save_stage1 and refiner is not None,
         flag=job.output_flag,
+        frames_requested=sampling.num_frames,
     )
     return request, spec
 
@@ -287,9 +288,7 @@ def sidecar_settings(
         "intrinsics_file": camera.intrinsics_file,
         "intrinsics_source": video.intrinsics_source,
         "intrinsics_convention": "pixels of the generated frames (after the resize + centre crop)",
-        "num_frames_requested": job.num_frames
-        if job.num_frames is not None
-        else source.defaults().num_frames,
+        "num_frames_requested": spec.frames_requested,
         "num_frames": video.num_frames,
         "num_frames_stage1": request.num_frames,
         "height": sampling.height,

@@ -32,6 +32,7 @@ class OutputSpec:
     save_latents: bool = False
     save_stage1: bool = False
     flag: str = "--output_dir"  # how the user named the folder, for errors
+    frames_requested: int | None = None  # the frame count asked for (the sidecar records it)
 
 
 def check_output_path(folder: Path, name: str, *, flag: str = "--output_dir") -> None:
