@@ -18,6 +18,8 @@ camera branch — we follow diffusers 0.42.1).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from sana_wm.ops.rope.reference import apply_rope
@@ -69,10 +71,11 @@ def ucpe_encode(
     conjugate: bool = False,
     downscale: bool = False,
     out_dtype: torch.dtype = torch.float32,
+    transform: Callable[..., torch.Tensor] = ucpe_transform,
 ) -> torch.Tensor:
-    """:func:`ucpe_transform`, then (``downscale``) :func:`rms_downscale` against ``x``, cast to
-    ``out_dtype``."""
-    transformed = ucpe_transform(x_BNME, matrix_BM44, cos_MQ, sin_MQ, conjugate=conjugate)
+    """``transform`` (default :func:`ucpe_transform`; ``torch_fast`` passes its batched one), then
+    (``downscale``) :func:`rms_downscale` against ``x``, cast to ``out_dtype``."""
+    transformed = transform(x_BNME, matrix_BM44, cos_MQ, sin_MQ, conjugate=conjugate)
     if downscale:
         transformed = rms_downscale(x_BNME, transformed, DOWNSCALE_EPS)
     return transformed.to(out_dtype)

@@ -6,10 +6,12 @@ in one ``(N·E/8 × 4) @ (4 × 4)`` product instead of one per token and head; R
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from sana_wm.ops.rope.torch_fast import apply_rope
-from sana_wm.ops.ucpe.reference import DOWNSCALE_EPS, rms_downscale
+from sana_wm.ops.ucpe import reference
 
 
 def ucpe_transform(
@@ -31,18 +33,4 @@ def ucpe_transform(
     return torch.cat([projected.flatten(-2), rotated], dim=-1)
 
 
-def ucpe_encode(
-    x_BNME: torch.Tensor,
-    matrix_BM44: torch.Tensor,
-    cos_MQ: torch.Tensor,
-    sin_MQ: torch.Tensor,
-    *,
-    conjugate: bool = False,
-    downscale: bool = False,
-    out_dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """See :func:`sana_wm.ops.ucpe.ucpe_encode` (contiguous output)."""
-    transformed = ucpe_transform(x_BNME, matrix_BM44, cos_MQ, sin_MQ, conjugate=conjugate)
-    if downscale:
-        transformed = rms_downscale(x_BNME, transformed, DOWNSCALE_EPS)
-    return transformed.to(out_dtype)
+ucpe_encode = functools.partial(reference.ucpe_encode, transform=ucpe_transform)
