@@ -52,6 +52,7 @@ MIN_ROTATION_STEP_DEG = 0.05
 _STILL = 1e-4
 
 CORNERS = ("bottom-left", "bottom-right", "top-left", "top-right")
+MIN_KEY_PX = 10.0  # smallest key side: the HUD scales with the frame down to this (legible letters)
 DEFAULT_KEY_LABELS = ("W", "A", "S", "D")
 _KEY_ORDER = ("forward", "left", "back", "right")  # of the key boxes and of ``key_labels``
 # What the HUD's strafe keys are called under each action mapping (yaw is the joystick in both).
@@ -141,7 +142,7 @@ class HudLayout:
 def hud_layout(height: int, width: int, corner: str = "bottom-left") -> HudLayout:
     """Layout of the HUD for an ``height x width`` frame.
 
-    Keys are ``max(32, 8% of height)`` pixels (shrunk only when the HUD would not fit), 15% of a key
+    Keys are 8% of the height, at least ``MIN_KEY_PX`` (shrunk only when the HUD would not fit), 15% of a key
     apart, in a W-over-ASD cluster; the joystick ring (radius 0.47 x cluster height) sits half a key to
     the right of the cluster; the group keeps a margin of 5% of the height from the frame edges.
     """
@@ -152,7 +153,7 @@ def hud_layout(height: int, width: int, corner: str = "bottom-left") -> HudLayou
     gap_u, cluster_w_u, cluster_h_u = 0.15, 3.3, 2.15
     radius_u = 0.47 * cluster_h_u
     hud_w_u = cluster_w_u + 0.5 + 2 * radius_u
-    key = max(32.0, 0.08 * height)
+    key = max(MIN_KEY_PX, 0.08 * height)
     key *= min(1.0, (width - 2 * margin) / (hud_w_u * key), (height - 2 * margin) / (cluster_h_u * key))
     if key < 6:
         raise InputError(f"video frame: {height}x{width} is too small for the action overlay")

@@ -322,3 +322,14 @@ def test_every_key_lights_its_own_box_and_turns_the_stick_its_way(mapping, key, 
     else:
         assert np.sign(round(dx, 1)) == stick[0] and np.sign(round(dy, 1)) == stick[1]
         assert max(abs(dx), abs(dy)) > 0.3
+
+
+def test_the_hud_covers_the_same_share_of_small_and_full_size_frames() -> None:
+    """8 % of the height per key at every size (the demo's 192x352 frames had 32-px keys: 21 % covered)."""
+
+    def share(height: int, width: int) -> float:
+        x0, y0, x1, y1 = hud_layout(height, width).bbox
+        return (x1 - x0) * (y1 - y0) / (height * width)
+
+    assert hud_layout(192, 352).key_size == round(0.08 * 192)
+    assert share(192, 352) < 0.06 and abs(share(192, 352) - share(704, 1280)) < 0.01
