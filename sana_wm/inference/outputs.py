@@ -14,10 +14,8 @@ import numpy as np
 
 from sana_wm.errors import InputError
 from sana_wm.inference.pipeline import GenerationOutput
-from sana_wm.utils.atomic import atomic_output, check_output_folder
+from sana_wm.utils.atomic import MAX_NAME_BYTES, atomic_output, check_output_folder
 from sana_wm.utils.video_io import VideoWriter
-
-MAX_NAME = 200  # characters of a file name stem (file systems allow 255 bytes for the whole name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +35,7 @@ class OutputSpec:
 
 def check_output_path(folder: Path, name: str, *, flag: str = "--output_dir") -> None:
     """Refuse, before any work, a folder that cannot hold the outputs or a name that is not a file stem."""
-    if not name or "/" in name or "\0" in name or name in (".", "..") or len(name.encode()) > MAX_NAME:
+    if not name or "/" in name or "\0" in name or name in (".", "..") or len(name.encode()) > MAX_NAME_BYTES:
         raise InputError(f"--name: {name[:40]!r}{'...' if len(name) > 40 else ''} is not a file name stem")
     check_output_folder(folder, flag)
 
