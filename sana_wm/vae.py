@@ -22,11 +22,16 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from diffusers import AutoencoderKLLTX2Video
+from diffusers.models.autoencoders import autoencoder_kl_ltx2 as _ltx2
 
 from sana_wm.errors import InputError
 from sana_wm.latent_shape import LTX2_STRIDE, VaeStride
 
 LATENT_STRIDE_THW: tuple[int, int, int] = LTX2_STRIDE.thw
+
+# The decoder layers that couple frames in time; sana_wm.vae_stream carries their state across latent chunks.
+CausalConv3d = _ltx2.LTX2VideoCausalConv3d
+Upsampler3d = _ltx2.LTX2VideoUpsampler3d
 
 
 class VideoVAE:

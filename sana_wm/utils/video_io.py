@@ -100,8 +100,8 @@ class VideoWriter:
 
     def write(self, frame_HW3: np.ndarray) -> None:
         """Encode one RGB frame, ``uint8`` ``(H, W, 3)``."""
-        if self._atomic is None:
-            raise RuntimeError("VideoWriter: use it in a 'with' block before writing")
+        if not self._in_with_block():
+            raise RuntimeError(f"{type(self).__name__}: use it in a 'with' block before writing")
         frame_HW3 = self._check_frame(frame_HW3)
         if self._container is None:
             self._open(height=frame_HW3.shape[0], width=frame_HW3.shape[1])
@@ -149,6 +149,9 @@ class VideoWriter:
             with contextlib.suppress(BaseException):
                 atomic.__exit__(type(err), err, tb)
 
+    def _in_with_block(self) -> bool:
+        return self._atomic is not None
+
     def _check_frame(self, frame_HW3: np.ndarray) -> np.ndarray:
         frame_HW3 = np.asarray(frame_HW3)
         index = self.frames_written
@@ -169,17 +172,21 @@ class VideoWriter:
             )
         return np.ascontiguousarray(frame_HW3)
 
+    def _create_container(self) -> Any:
+        return _av().open(str(self._tmp), "w", format="mp4", container_options={"movflags": "+faststart"})
+
+    def _stream_options(self) -> dict[str, str]:
+        # A fixed encoder thread count: x264's default follows the CPUs this process may run on, and its
+        # output depends on the thread count, so the same frames gave different files on different
+        # machines or under another CPU affinity (up to 14/255 apart).
+        return {"crf": str(self.crf), "preset": self.preset, "threads": str(ENCODER_THREADS)}
+
     def _open(self, *, height: int, width: int) -> None:
-        container = _av().open(
-            str(self._tmp), "w", format="mp4", container_options={"movflags": "+faststart"}
-        )
+        container = self._create_container()
         try:
             stream = container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1000))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            # A fixed encoder thread count: x264's default follows the CPUs this process may run on, and its
-            # output depends on the thread count, so the same frames gave different files on different
-            # machines or under another CPU affinity (up to 14/255 apart).
-            stream.options = {"crf": str(self.crf), "preset": self.preset, "threads": str(ENCODER_THREADS)}
+            stream.options = self._stream_options()
             codec = stream.codec_context
             codec.colorspace = codec.color_primaries = codec.color_trc = _BT709
             codec.color_range = _LIMITED_RANGE
@@ -187,6 +194,156 @@ class VideoWriter:
             container.close()
             raise
         self._container, self._stream = container, stream
+
+
+class StreamingVideoWriter(VideoWriter):
+    """An H.264 MP4 written straight to ``path`` that is valid and playable at every moment while it grows.
+
+    Use as a context manager, one :meth:`write_chunk` per decoded chunk::
+
+        with StreamingVideoWriter("live.mp4", fps=16) as writer:
+            for frames_FHW3 in chunks:
+                writer.write_chunk(frames_FHW3)
+
+    The file is a fragmented MP4 (``movflags=frag_every_frame+empty_moov+default_base_moof``): an empty
+    ``moov`` header, then one ``moof``/``mdat`` fragment per frame, each handed to the OS as soon as the
+    next frame arrives (``flush_packets``). A player or another process can open the file at any time and
+    play every complete fragment; :meth:`write_chunk` also ``fsync``s, so the frames survive a power loss.
+    With ``low_latency`` (x264 ``tune=zerolatency``: no B-frames, no lookahead) every frame but the last
+    one written is on disk after each :meth:`write_chunk`; without it x264 holds back up to ~20 frames for
+    a smaller file. Keyframes come every ``keyframe_interval`` frames (default: one second), so a viewer
+    can seek.
+
+    Failure modes, unlike :class:`VideoWriter` (which never leaves a partial file):
+
+    - an exception inside the ``with`` block (including ``KeyboardInterrupt``) finishes the file with the
+      frames written so far and propagates; if even that fails, the fragments already on disk remain and
+      play (the valid prefix);
+    - a killed process (``SIGKILL``, ``os._exit``) leaves every frame up to the last fragment written;
+    - a writer that wrote no frame leaves no file; ``close()`` then raises like :class:`VideoWriter`.
+
+    ``path`` must not exist unless ``overwrite`` is true (checked on entering the ``with`` block, and the
+    file is created exclusively when the first frame arrives); ``overwrite`` replaces it only then, so an
+    existing file survives a writer that fails before its first frame.
+
+    Args:
+        path, fps, crf, preset: as for :class:`VideoWriter`.
+        keyframe_interval: frames between keyframes; default ``round(fps)`` (at least 1).
+        low_latency: encode with ``tune=zerolatency`` (see above).
+        overwrite: replace an existing file at ``path``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fps: float = 16,
+        crf: int = 18,
+        preset: str = "veryfast",
+        *,
+        keyframe_interval: int | None = None,
+        low_latency: bool = True,
+        overwrite: bool = False,
+    ) -> None:
+        super().__init__(path, fps=fps, crf=crf, preset=preset)
+        if keyframe_interval is None:
+            keyframe_interval = max(1, round(fps))
+        if not (isinstance(keyframe_interval, int) and keyframe_interval >= 1):
+            raise InputError(f"keyframe_interval: must be an integer >= 1, got {keyframe_interval!r}")
+        self.keyframe_interval = keyframe_interval
+        self.low_latency = low_latency
+        self.overwrite = overwrite
+        self._entered = False
+        self._file: Any = None
+
+    def __enter__(self) -> StreamingVideoWriter:
+        if self._entered:
+            raise RuntimeError("StreamingVideoWriter: already open")
+        if self.path.is_dir():
+            raise InputError(f"{self.path}: is a folder")
+        if self.path.exists() and not self.overwrite:
+            raise InputError(f"{self.path}: already exists (pass overwrite=True to replace it)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._entered, self.frames_written, self._container, self._stream = True, 0, None, None
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._entered:
+            with contextlib.suppress(Exception):
+                self._finish()  # keep the frames written so far as a complete file
+            self._release()
+
+    def write_chunk(self, frames_FHW3: Iterable[np.ndarray]) -> None:
+        """Encode the frames of one chunk (``(F, H, W, 3)`` uint8, or any iterable of ``(H, W, 3)`` frames),
+        then :meth:`flush`."""
+        self.write_many(frames_FHW3)
+        self.flush()
+
+    def flush(self) -> None:
+        """Make everything muxed so far durable (``fsync``); it is visible to readers already."""
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file (it stays valid if this fails half-way)."""
+        if not self._entered:
+            return
+        if self.frames_written == 0:
+            self._release()
+            raise InputError(f"{self.path}: no video frames were written")
+        try:
+            self._finish()
+        finally:
+            self._release()
+
+    def _finish(self) -> None:
+        if self._container is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+        self.flush()
+
+    def _release(self) -> None:
+        if self._container is not None:
+            with contextlib.suppress(Exception):
+                self._container.close()
+            self._container = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            if self.frames_written == 0:  # created, but not one frame made it: nothing worth keeping
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+        self._entered = False
+
+    def _in_with_block(self) -> bool:
+        return self._entered
+
+    def _create_container(self) -> Any:
+        # An unbuffered file object, so each fragment reaches the OS as soon as FFmpeg flushes it; "xb"
+        # creates the file only if it does not exist (another writer may have made it since __enter__).
+        try:
+            self._file = open(self.path, "wb" if self.overwrite else "xb", buffering=0)  # noqa: SIM115
+        except FileExistsError:
+            raise InputError(f"{self.path}: already exists (pass overwrite=True to replace it)") from None
+        flags = "+frag_every_frame+empty_moov+default_base_moof"
+        return _av().open(
+            self._file, "w", format="mp4", container_options={"movflags": flags, "flush_packets": "1"}
+        )
+
+    def _stream_options(self) -> dict[str, str]:
+        options = {**super()._stream_options(), "g": str(self.keyframe_interval)}
+        if self.low_latency:
+            options["tune"] = "zerolatency"
+        return options
 
 
 def read_video(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
