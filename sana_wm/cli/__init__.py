@@ -25,6 +25,7 @@ _COMMANDS = (
     "worlds",
     "cache_latents",
     "train",
+    "convert",
     "eval_world",
     "bench",
 )

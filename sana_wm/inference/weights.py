@@ -9,6 +9,8 @@ Components and their defaults (the public release; files land in the normal Hugg
 - stage-2 refiner ``--refiner_checkpoint`` / ``--refiner_gemma_root``: the release's ``refiner/`` folder
   (:func:`resolve_two_stage_weights` looks both stages up and reports what is missing of either).
 
+The streaming release and the chunk-causal teacher: :mod:`sana_wm.inference.streaming_weights`.
+
 Each argument is a local path or an ``hf://[<type>s/]<namespace>/<name>[@<revision>][/<path>]`` URI. The cache
 is tried first, so a cached release runs without any network access. When something is neither local nor
 cached and cannot be downloaded (``HF_HUB_OFFLINE=1``, no connection, no access), :func:`resolve_weights`
@@ -128,7 +130,7 @@ def resolve_weights(
     config_path = None
     if config is None and model_path is None:
         config_path = fetcher.file(DEFAULT_CONFIG, "--config")
-    elif config is not None and (is_hf_uri(config) or _looks_like_path(config)):
+    elif config is not None and (is_hf_uri(config) or looks_like_path(config)):
         config_path = fetcher.file(config, "--config")
     vae = fetcher.folder(vae_path or DEFAULT_VAE_PATH, "--vae_path", marker="config.json", subfolder="vae")
     text_encoder = fetcher.folder(text_encoder_path or DEFAULT_TEXT_ENCODER_PATH, "--text_encoder_path")
@@ -251,15 +253,24 @@ def model_config(
 
 
 def load_transformer_weights(
-    path: os.PathLike[str], config: SanaWMConfig | None, device: torch.device, dtype: torch.dtype
+    path: os.PathLike[str],
+    config: SanaWMConfig | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    training_checkpoint: bool = False,
 ) -> SanaWMTransformer:
-    """``checkpoint_io.load_transformer`` in eval mode; unreadable or mismatched files are one-line errors."""
+    """``checkpoint_io.load_transformer`` in eval mode; unreadable or mismatched files are one-line errors.
+    ``training_checkpoint`` also reads a tensors-only training checkpoint (the streaming release's
+    ``model.pt``)."""
     from safetensors import SafetensorError
 
     from sana_wm.models.checkpoint_io import load_transformer
 
     try:
-        return load_transformer(path, device=device, dtype=dtype, config=config).eval()
+        return load_transformer(
+            path, device=device, dtype=dtype, config=config, training_checkpoint=training_checkpoint
+        ).eval()
     except InputError as err:
         raise InputError(f"--model_path: {err}") from None
     except (SafetensorError, OSError) as err:
@@ -267,7 +278,8 @@ def load_transformer_weights(
         raise InputError(f"--model_path: cannot read {path} as safetensors ({reason})") from None
 
 
-def _looks_like_path(value: str | os.PathLike[str]) -> bool:
+def looks_like_path(value: str | os.PathLike[str]) -> bool:
+    """Whether a ``--config`` value names a file (not a preset such as ``"tiny"``)."""
     text = str(value)
     return os.sep in text or text.endswith((".yaml", ".yml", ".json")) or Path(text).exists()
 
@@ -288,7 +300,7 @@ class Fetcher:
     def file(self, value: str | os.PathLike[str], flag: str) -> Path | None:
         if not is_hf_uri(value):
             return self._local(value, flag, "FILE")
-        repo, repo_type, revision, path = _parse(value, flag)
+        repo, repo_type, revision, path = split_hf_uri(value, flag)
         if not path:
             raise InputError(f"{flag}: {value} names a repository, not a file in it")
         from huggingface_hub import hf_hub_download
@@ -313,7 +325,7 @@ class Fetcher:
             if subfolder and (folder / subfolder / marker).is_file():
                 return folder / subfolder
             raise InputError(f"{flag}: {folder} has no {marker}")
-        repo, repo_type, revision, path = _parse(value, flag)
+        repo, repo_type, revision, path = split_hf_uri(value, flag)
         prefix = f"{path.strip('/')}/" if path else ""
         patterns = [prefix + p for p in _FOLDER_PATTERNS]
         from huggingface_hub import snapshot_download
@@ -407,7 +419,9 @@ def _status(err: Exception) -> str:
     return f", HTTP {code}" if code else ""
 
 
-def _parse(value: str | os.PathLike[str], flag: str) -> tuple[str, str, str | None, str]:
+def split_hf_uri(value: str | os.PathLike[str], flag: str) -> tuple[str, str, str | None, str]:
+    """(repository id, repository type, revision or None, path in it or "") of an ``hf://`` URI; a malformed
+    one is an :class:`InputError` naming ``flag``."""
     from huggingface_hub import parse_hf_uri
     from huggingface_hub.errors import HfUriError
 

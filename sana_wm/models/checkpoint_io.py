@@ -1,6 +1,6 @@
-"""Load and save the SANA-WM transformer from safetensors (never pickle).
+"""Load and save the SANA-WM transformer: safetensors, and tensors-only training checkpoints (never code).
 
-Three formats are read by :func:`load_transformer`:
+Four formats are read by :func:`load_transformer`:
 
 (a) the official single file (``dit/sana_wm_1600m_720p.safetensors``): keys may carry a leading ``generator.``
     (distillation wrappers) and/or ``model.``; ``pos_embed`` and the unused learned null caption
@@ -12,7 +12,14 @@ Three formats are read by :func:`load_transformer`:
     ``*.safetensors.index.json``, or a single file); a pipeline root with a ``transformer/`` subfolder also
     works.
 (c) our own file written by :func:`save_transformer`: weights plus the JSON config in the safetensors
-    metadata.
+    metadata;
+(d) only when asked for (``training_checkpoint=True``: ``sana-wm convert``, the streaming release's loader):
+    an official training checkpoint such as the streaming release's ``sana_dit/model.pt`` (``.pt``, ``.pth``,
+    ``.ckpt``, ``.bin``), read with ``torch.load(weights_only=True)`` by
+    :mod:`sana_wm.models.training_checkpoint`, which finds the generator; its keys then go through (a)'s
+    renames. The config comes from ``config=``, a ``config.yaml`` beside the file or in its parent folder, or
+    else is the streaming release's (:func:`sana_wm.models.variants.sana_wm_streaming_1600m_720p`: the release
+    architecture with chunks of 3). Any other pickle is refused.
 
 Loading is strict by default: any missing, unexpected or wrongly shaped key raises one :class:`InputError`
 listing counts and the first names (the official loader only warns and silently keeps random weights). The
@@ -22,7 +29,9 @@ only tolerated gap is a missing ``attn.recall_gate`` buffer (always zero, never 
 from __future__ import annotations
 
 import json
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,12 +41,16 @@ from safetensors.torch import load_file, save_file
 from sana_wm.errors import InputError
 from sana_wm.models.config import SanaWMConfig, config_from_diffusers, config_from_official_yaml
 from sana_wm.models.dit import SanaWMTransformer
+from sana_wm.models.training_checkpoint import read_training_checkpoint
 from sana_wm.utils.atomic import atomic_output
+
+log = logging.getLogger(__name__)
 
 FORMAT_KEY = "format"
 FORMAT_NAME = "sana_wm"
 CONFIG_KEY = "sana_wm_config"
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+_TRAINING_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 _OFFICIAL_DROPPED = ("pos_embed", "y_embedder.y_embedding")
 _OFFICIAL_RENAMES = (
     ("t_embedder.mlp.0.", "t_embedder.linear_1."),
@@ -45,10 +58,46 @@ _OFFICIAL_RENAMES = (
 )
 
 
+@dataclass(frozen=True)
+class CheckpointContents:
+    """What :func:`read_checkpoint` found.
+
+    Attributes:
+        state: the weights under our key names (not yet checked against the config).
+        config: the architecture to load them into.
+        config_source: where ``config`` came from, for messages (``"config="``, a file path, ``"stored in the
+            file"``, or the default's description).
+        kind: the format read: ``"sana_wm"``, ``"official"``, ``"diffusers"`` or ``"training checkpoint"``.
+        detail: a note on the source (for a training checkpoint: where the generator was found).
+    """
+
+    state: dict[str, torch.Tensor]
+    config: SanaWMConfig
+    config_source: str
+    kind: str
+    detail: str = ""
+
+
 def save_transformer(model: SanaWMTransformer, path: str | os.PathLike[str]) -> None:
     """Write ``model``'s weights and config to one safetensors file (atomically)."""
-    tensors = {key: value.detach().to("cpu").contiguous() for key, value in model.state_dict().items()}
-    metadata = {FORMAT_KEY: FORMAT_NAME, CONFIG_KEY: json.dumps(model.config.to_dict())}
+    save_state_dict(model.state_dict(), model.config, path)
+
+
+def save_state_dict(
+    state: dict[str, torch.Tensor], config: SanaWMConfig, path: str | os.PathLike[str]
+) -> None:
+    """Write ``state`` (our key names, e.g. checked by :func:`check_state`) with ``config`` in our format,
+    atomically. Tensors sharing storage (safetensors refuses them) are written as copies."""
+    tensors: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
+    for key, value in state.items():
+        value = value.detach().to("cpu").contiguous()
+        ptr = value.untyped_storage().data_ptr()
+        if ptr in storages and value.numel():
+            value = value.clone()
+        storages.add(value.untyped_storage().data_ptr())
+        tensors[key] = value
+    metadata = {FORMAT_KEY: FORMAT_NAME, CONFIG_KEY: json.dumps(config.to_dict())}
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
@@ -78,33 +127,103 @@ def load_transformer(
     dtype: torch.dtype | None = None,
     strict: bool = True,
     config: SanaWMConfig | None = None,
+    training_checkpoint: bool = False,
 ) -> SanaWMTransformer:
     """Load a transformer from an official file, a diffusers folder or our own file (see module docstring).
 
     ``dtype`` casts every floating tensor (None keeps the stored dtypes); ``config`` overrides the stored
     config. With ``strict=False`` mismatching keys are skipped and the rest of the model keeps its
-    initialisation.
+    initialisation. ``training_checkpoint`` also reads an official training checkpoint (format (d)).
+    """
+    contents = read_checkpoint(path_or_dir, config=config, training_checkpoint=training_checkpoint)
+    return _build(
+        contents.config,
+        contents.state,
+        device=torch.device(device),
+        dtype=dtype,
+        strict=strict,
+        source=str(path_or_dir),
+    )
+
+
+def read_checkpoint(
+    path_or_dir: str | os.PathLike[str],
+    *,
+    config: SanaWMConfig | None = None,
+    training_checkpoint: bool = False,
+) -> CheckpointContents:
+    """The weights (our key names) and config of any format :func:`load_transformer` reads, without building
+    the model; ``config`` overrides the stored config. The weights are not checked: see :func:`check_state`.
     """
     path = Path(path_or_dir)
     if not path.exists():
         raise InputError(f"checkpoint: {path} does not exist")
     if path.is_dir():
         state, stored = _read_diffusers_folder(path)
+        kind, source = "diffusers", "config.json"
+    elif training_checkpoint and path.suffix in _TRAINING_CHECKPOINT_SUFFIXES:
+        return _read_training_checkpoint(path, config)
     else:
-        state, stored = _read_file(path, config)
-    cfg = config or stored
-    if cfg is None:
+        state, stored, kind, source = _read_file(path, config)
+    if config is not None:
+        return CheckpointContents(state, config, "config=", kind)
+    if stored is None:
         raise InputError(f"checkpoint: {path} has no config")
-    return _build(cfg, state, device=torch.device(device), dtype=dtype, strict=strict, source=str(path))
+    return CheckpointContents(state, stored, source, kind)
+
+
+def _read_training_checkpoint(path: Path, config: SanaWMConfig | None) -> CheckpointContents:
+    from sana_wm.models.variants import sana_wm_streaming_1600m_720p
+
+    generator = read_training_checkpoint(path)
+    where = f"generator at {generator.where}" + (
+        " (an EMA copy: the only generator in the file)" if generator.ema else ""
+    )
+    state = official_to_state_dict(generator.state)
+    if config is not None:
+        return CheckpointContents(state, config, "config=", "training checkpoint", where)
+    found = _official_yaml_beside(path)
+    if found is not None:
+        return CheckpointContents(state, found[1], str(found[0]), "training checkpoint", where)
+    source = (
+        "the streaming release's (sana_wm_streaming_1600m_720p: release architecture, chunk_size 3); "
+        "no config given and no config.yaml beside the file"
+    )
+    log.info("checkpoint %s: no config.yaml beside it; using %s", path, source)
+    return CheckpointContents(state, sana_wm_streaming_1600m_720p(), source, "training checkpoint", where)
+
+
+def _official_yaml_beside(path: Path) -> tuple[Path, SanaWMConfig] | None:
+    """The official ``config.yaml`` beside ``path`` or in its parent folder (the Hugging Face layout)."""
+    for folder in (path.parent, path.parent.parent):
+        yaml_path = folder / "config.yaml"
+        if yaml_path.is_file():
+            import yaml  # PyYAML, only needed for official configs
+
+            try:
+                with open(yaml_path, encoding="utf-8") as handle:
+                    data = yaml.safe_load(handle) or {}
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+                raise InputError(f"cannot read {yaml_path} ({' '.join(str(err).split())[:160]})") from None
+            if not isinstance(data, dict):
+                raise InputError(f"{yaml_path}: expected a mapping of sections, got {type(data).__name__}")
+            return yaml_path, config_from_official_yaml(data)
+    return None
 
 
 def _read_file(
     path: Path, config: SanaWMConfig | None
-) -> tuple[dict[str, torch.Tensor], SanaWMConfig | None]:
+) -> tuple[dict[str, torch.Tensor], SanaWMConfig | None, str, str]:
+    """(state, stored config or None, kind, config source) of a single safetensors file."""
+    if path.suffix in _TRAINING_CHECKPOINT_SUFFIXES:
+        raise InputError(
+            f"checkpoint: {path} is a pickle file; sana-wm reads safetensors only (a training checkpoint "
+            "such as the streaming release's sana_dit/model.pt: run `sana-wm convert` on it once)"
+        )
     if path.suffix in _PICKLE_SUFFIXES:
         raise InputError(
-            f"checkpoint: {path} is a pickle file; sana-wm reads safetensors only (convert it to "
-            ".safetensors with torch.load + safetensors.torch.save_file in a trusted environment)"
+            f"checkpoint: {path} is a pickle file; sana-wm reads safetensors only (and, to convert them, "
+            f"tensors-only torch checkpoints: {', '.join(_TRAINING_CHECKPOINT_SUFFIXES)})"
         )
     if path.suffix != ".safetensors":
         raise InputError(f"checkpoint: {path} is not a .safetensors file or a diffusers folder")
@@ -116,16 +235,17 @@ def _read_file(
         reason = " ".join(str(err).split())[:200]
         raise InputError(f"cannot read {path} as safetensors ({reason})") from None
     if metadata.get(FORMAT_KEY) == FORMAT_NAME:
-        return state, SanaWMConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
+        return (
+            state,
+            SanaWMConfig.from_dict(json.loads(metadata[CONFIG_KEY])),
+            "sana_wm",
+            "stored in the file",
+        )
     if config is not None:
-        return official_to_state_dict(state), None
-    for folder in (path.parent, path.parent.parent):
-        yaml_path = folder / "config.yaml"
-        if yaml_path.is_file():
-            import yaml  # PyYAML, only needed for official configs
-
-            with open(yaml_path, encoding="utf-8") as handle:
-                return official_to_state_dict(state), config_from_official_yaml(yaml.safe_load(handle) or {})
+        return official_to_state_dict(state), None, "official", "config="
+    found = _official_yaml_beside(path)
+    if found is not None:
+        return official_to_state_dict(state), found[1], "official", str(found[0])
     raise InputError(
         f"checkpoint: {path} is an official checkpoint without a config.yaml beside it or in its parent "
         "folder; pass config="
@@ -201,6 +321,29 @@ def mismatch_report(expected: dict[str, torch.Size], state: dict[str, torch.Tens
     return "; ".join(parts)
 
 
+def check_state(cfg: SanaWMConfig, state: dict[str, torch.Tensor], *, source: str) -> dict[str, torch.Tensor]:
+    """``state`` checked strictly against the model ``cfg`` describes (built on the meta device: no memory),
+    with the never-read ``attn.recall_gate`` buffers zero-filled where missing; any mismatch is one
+    :class:`InputError` (:func:`mismatch_report`)."""
+    state, _, report = _expected_and_report(cfg, state)
+    if report:
+        raise InputError(f"checkpoint {source}: {report}")
+    return state
+
+
+def _expected_and_report(
+    cfg: SanaWMConfig, state: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], SanaWMTransformer, str]:
+    with torch.device("meta"):
+        model = SanaWMTransformer(cfg)
+    expected = dict(model.state_dict())  # meta tensors: shapes and dtypes
+    state = dict(state)
+    for key in expected:
+        if key.endswith("attn.recall_gate") and key not in state:
+            state[key] = torch.zeros(expected[key].shape)
+    return state, model, mismatch_report(expected, state)
+
+
 def _build(
     cfg: SanaWMConfig,
     state: dict[str, torch.Tensor],
@@ -210,13 +353,8 @@ def _build(
     strict: bool,
     source: str,
 ) -> SanaWMTransformer:
-    with torch.device("meta"):
-        model = SanaWMTransformer(cfg)
-    expected = dict(model.state_dict())  # meta tensors: shapes and dtypes
-    for key in expected:
-        if key.endswith("attn.recall_gate") and key not in state:
-            state[key] = torch.zeros(expected[key].shape)
-    report = mismatch_report(expected, state)
+    state, model, report = _expected_and_report(cfg, state)
+    expected = dict(model.state_dict())
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     if not report:

@@ -13,6 +13,8 @@ from typing import Any
 
 from sana_wm.errors import InputError
 
+CHUNK_STRATEGIES = ("first_plus_one", "uniform", "first_frame")
+
 
 @dataclass(kw_only=True, frozen=True)
 class SanaWMConfig:
@@ -32,6 +34,12 @@ class SanaWMConfig:
         plucker_channels: channels of the chunked Plücker map (8 pixel frames × 6).
         plucker_blocks: blocks ``i < plucker_blocks`` add the projected Plücker embedding after
             self-attention.
+        chunk_size: ``None``: bidirectional (the release). An integer: the chunk-causal variant (the official
+            ``SANA-WM_chunk_causal`` teacher and the streaming student, 3): latent frames form chunks that see
+            themselves and earlier chunks only (``sana_wm.models.causal``); a whole-clip forward splits them
+            with ``chunk_strategy``.
+        chunk_strategy: chunk layout of a whole-clip forward (``sana_wm.samplers.chunked.chunk_starts``):
+            ``"first_plus_one"`` (official ``first_chunk_plus_one``), ``"uniform"`` or ``"first_frame"``.
     """
 
     in_channels: int = 128
@@ -46,6 +54,8 @@ class SanaWMConfig:
     temporal_kernel: int = 3
     plucker_channels: int = 48
     plucker_blocks: int = 20
+    chunk_size: int | None = None
+    chunk_strategy: str = "first_plus_one"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -83,6 +93,21 @@ class SanaWMConfig:
             )
         if self.mlp_ratio <= 0:
             raise InputError(f"config.mlp_ratio: must be > 0, got {self.mlp_ratio}")
+        if self.chunk_size is not None and (
+            not isinstance(self.chunk_size, int) or isinstance(self.chunk_size, bool) or self.chunk_size < 1
+        ):
+            raise InputError(
+                f"config.chunk_size: expected a positive integer or null, got {self.chunk_size!r}"
+            )
+        if self.chunk_strategy not in CHUNK_STRATEGIES:
+            raise InputError(
+                f"config.chunk_strategy: {self.chunk_strategy!r} is not one of {', '.join(CHUNK_STRATEGIES)}"
+            )
+
+    @property
+    def chunk_causal(self) -> bool:
+        """Whether this is the chunk-causal variant (teacher or streaming student)."""
+        return self.chunk_size is not None
 
     @property
     def num_heads(self) -> int:
@@ -180,12 +205,34 @@ def config_from_diffusers(diffusers_config: dict[str, Any]) -> SanaWMConfig:
 
 
 # Official registry names of the stage-1 camera-control DiT with patch size 1: (depth, hidden, cross heads).
+# The streaming student's class has the same network (and keys) as ``SanaMSVideoCamCtrl_1600M_P1_D20``, with
+# the cached chunk-causal attention and FFN built in, so its config names no ``camctrl_type``.
 OFFICIAL_MODELS: dict[str, tuple[int, int, int]] = {
     "SanaMSVideoCamCtrl_600M_P1_D28": (28, 1152, 16),
     "SanaMSVideoCamCtrl_1600M_P1_D20": (20, 2240, 20),
     "SanaMSVideoCamCtrl_4800M_P1_D60": (60, 2240, 20),
+    "SanaMSVideoCamCtrlStreaming_1600M_P1_D20": (20, 2240, 20),
 }
-_OFFICIAL_CAMCTRL = ("BidirectionalGDNUCPESinglePathLiteLABothTriton", "BidirectionalGDNUCPESinglePathLiteLA")
+_STREAMING_MODELS = ("SanaMSVideoCamCtrlStreaming_1600M_P1_D20",)
+_BIDIRECTIONAL_CAMCTRL = (
+    "BidirectionalGDNUCPESinglePathLiteLABothTriton",
+    "BidirectionalGDNUCPESinglePathLiteLA",
+)
+_CHUNK_CAUSAL_CAMCTRL = (
+    "ChunkCausalGDNUCPESinglePathLiteLABothTriton",
+    "ChunkCausalGDNUCPESinglePathLiteLA",
+    "CachedChunkCausalGDNUCPESinglePathLiteLA",
+)
+# By causality: the FFN class and the RoPE name (official spelling "casual_wan_rope": the causal-Wan RoPE,
+# the same frequencies at absolute frame positions).
+_OFFICIAL_FFN = {False: ("GLUMBConvTemp",), True: ("ChunkGLUMBConvTemp", "CachedGLUMBConvTemp")}
+_OFFICIAL_POS_EMBED = {False: ("wan_rope",), True: ("wan_rope", "casual_wan_rope", "causal_wan_rope")}
+OFFICIAL_CHUNK_STRATEGIES = {
+    "first_chunk_plus_one": "first_plus_one",
+    "first_plus_one": "first_plus_one",
+    "uniform": "uniform",
+    "first_frame": "first_frame",
+}
 _TEXT_ENCODER_WIDTH = {"gemma-2-2b-it": 2304}
 _OFFICIAL_MODEL_IGNORED = (
     "image_size",
@@ -195,32 +242,52 @@ _OFFICIAL_MODEL_IGNORED = (
     "multi_scale",
     "attn_type",
     "class_dropout_prob",
-    "chunk_split_strategy",
     "init_cam_from_base",
     "load_from",
     "resume_from",
+    "cross_attn_type",
+    "use_autograd_kernel",
 )
 
 
 def config_from_official_yaml(official: dict[str, Any]) -> SanaWMConfig:
     """Read an official SANA-WM ``config.yaml`` (already parsed, e.g. by ``yaml.safe_load``) into our config.
 
+    Three official networks are read, all with the same weights and keys: the bidirectional release, the
+    chunk-causal teacher (``SANA-WM_chunk_causal``) and the streaming student
+    (``SanaMSVideoCamCtrlStreaming_1600M_P1_D20``, config ``sana_wm_streaming_1600m_720p.yaml``).
+
     Read from ``model:``: ``model`` (registry name → depth, width, cross-attention heads; must end in
-    ``_P1_*``), ``camctrl_type`` (must be the bidirectional GDN+UCPE single-path class), ``softmax_every_n``,
-    ``linear_head_dim``, ``conv_kernel_size``, ``t_kernel_size``, ``mlp_ratio``, ``chunk_plucker_channels``,
-    ``chunk_plucker_post_attn_blocks``; checked to have the only value we implement: ``k_conv_only``,
-    ``ffn_type``, ``mlp_acts``, ``use_pe``, ``pos_embed_type``, ``qk_norm``, ``cross_norm``,
-    ``cam_attn_compress``, ``use_chunk_plucker_post_attn``, ``pack_latents``, ``timestep_norm_scale_factor``
-    (1.0: timesteps are floored), ``chunk_size``/``chunk_index`` (unset: bidirectional). Also read:
-    ``vae.vae_latent_dim`` → in channels, ``text_encoder.caption_channels`` or
-    ``text_encoder.text_encoder_name`` → caption width, ``text_encoder.y_norm`` and ``scheduler.pred_sigma``
-    (checked).
+    ``_P1_*``), ``camctrl_type``, ``softmax_every_n``, ``linear_head_dim``, ``conv_kernel_size``,
+    ``t_kernel_size``, ``mlp_ratio``, ``chunk_plucker_channels``, ``chunk_plucker_post_attn_blocks``, and
+    for a chunk-causal network ``chunk_size`` and ``chunk_split_strategy`` (``first_chunk_plus_one`` or
+    ``first_plus_one`` → ``"first_plus_one"``, ``uniform``, ``first_frame``).
+
+    Bidirectional or chunk-causal is decided by ``camctrl_type``: a ``BidirectionalGDNUCPESinglePathLiteLA``
+    class (``...BothTriton`` or not) is bidirectional and must not set ``chunk_size``; a
+    ``ChunkCausalGDNUCPESinglePathLiteLA`` class (``...BothTriton`` or not, or its streaming
+    ``CachedChunkCausal...`` form) is chunk-causal. The streaming model name is always chunk-causal; its
+    ``camctrl_type`` may be absent (its class builds the cached attention) or chunk-causal. A chunk-causal
+    config must give ``chunk_size`` (no default is assumed; the official configs use 3),
+    ``chunk_split_strategy`` and a chunk-causal ``ffn_type`` (``ChunkGLUMBConvTemp`` or
+    ``CachedGLUMBConvTemp``); its
+    ``pos_embed_type`` may also be the causal-Wan RoPE (``casual_wan_rope``, the official spelling, or
+    ``causal_wan_rope``). An explicit ``chunk_index`` list is not supported.
+
+    Checked to have the only value we implement: ``k_conv_only``, ``ffn_type`` (bidirectional:
+    ``GLUMBConvTemp``), ``mlp_acts``, ``use_pe``, ``pos_embed_type`` (bidirectional: ``wan_rope``),
+    ``qk_norm``, ``cross_norm``, ``cam_attn_compress``, ``use_chunk_plucker_post_attn``, ``pack_latents``,
+    ``timestep_norm_scale_factor`` (1.0: timesteps are floored), ``use_delta_actions`` and
+    ``use_delta_pose_additive`` (false). Also read: ``vae.vae_latent_dim`` → in channels,
+    ``text_encoder.caption_channels`` or ``text_encoder.text_encoder_name`` → caption width,
+    ``text_encoder.y_norm`` and ``scheduler.pred_sigma`` (checked).
 
     Ignored in ``model:`` (do not change the network): ``image_size``, ``aspect_ratio_type``,
-    ``mixed_precision``, ``fp32_attention``, ``multi_scale``, ``attn_type`` (superseded by ``camctrl_type``),
-    ``class_dropout_prob`` (training), ``chunk_split_strategy`` (only with ``chunk_size``),
-    ``init_cam_from_base`` (init only), ``load_from``, ``resume_from``. Any other ``model:`` key is an error.
-    Other keys of ``vae:``, ``text_encoder:``, ``scheduler:`` and all other top-level sections (``train:``,
+    ``mixed_precision``, ``fp32_attention``, ``multi_scale``, ``attn_type`` (superseded by ``camctrl_type``
+    or the streaming class), ``class_dropout_prob`` (training), ``chunk_split_strategy`` of a bidirectional
+    config, ``init_cam_from_base`` (init only), ``load_from``, ``resume_from``, ``cross_attn_type`` and
+    ``use_autograd_kernel`` (kernel choices). Any other ``model:`` key is an error. Other keys of ``vae:``,
+    ``text_encoder:``, ``scheduler:`` (e.g. ``vis_sampler``) and all other top-level sections (``train:``,
     ``data:``, ...) are ignored: they configure the VAE, text encoder, sampler or training, not this network.
     """
     model = dict(official.get("model") or {})
@@ -231,26 +298,30 @@ def config_from_official_yaml(official: dict[str, Any]) -> SanaWMConfig:
         raise InputError(f"config.yaml model.model: {name!r} is not one of {', '.join(OFFICIAL_MODELS)}")
     depth, hidden, heads = OFFICIAL_MODELS[name]
     src = "config.yaml model"
-    _require(src, "camctrl_type", model.pop("camctrl_type", None), _OFFICIAL_CAMCTRL)
+    causal = _official_causality(name, model.pop("camctrl_type", None))
+    ours: dict[str, Any] = {"depth": depth, "hidden_size": hidden, "cross_attn_heads": heads}
+    ours.update(_official_chunking(model, causal))
     checks = {
         "k_conv_only": (True,),
-        "ffn_type": ("GLUMBConvTemp",),
+        "ffn_type": _OFFICIAL_FFN[causal],
         "mlp_acts": (["silu", "silu", None], ("silu", "silu", None)),
         "use_pe": (True,),
-        "pos_embed_type": ("wan_rope",),
+        "pos_embed_type": _OFFICIAL_POS_EMBED[causal],
         "qk_norm": (True,),
         "cross_norm": (True,),
         "cam_attn_compress": (1,),
         "use_chunk_plucker_post_attn": (True,),
         "pack_latents": (False,),
         "timestep_norm_scale_factor": (1.0,),
-        "chunk_size": (None,),
-        "chunk_index": (None,),
+        "use_delta_actions": (False,),
+        "use_delta_pose_additive": (False,),
     }
+    if causal and "ffn_type" not in model:
+        wanted = " or ".join(_OFFICIAL_FFN[True])
+        raise InputError(f"{src}.ffn_type: required with chunk_size (sana-wm implements {wanted})")
     for key, allowed in checks.items():
         if key in model:
             _require(src, key, model.pop(key), allowed)
-    ours: dict[str, Any] = {"depth": depth, "hidden_size": hidden, "cross_attn_heads": heads}
     renamed = {
         "softmax_every_n": "softmax_every_n",
         "linear_head_dim": "head_dim",
@@ -289,3 +360,47 @@ def config_from_official_yaml(official: dict[str, Any]) -> SanaWMConfig:
         (False,),
     )
     return SanaWMConfig(**ours)
+
+
+def _official_causality(name: str, camctrl: Any) -> bool:
+    """Whether the official ``model.model`` / ``model.camctrl_type`` pair is chunk-causal (see the reader)."""
+    key = "config.yaml model.camctrl_type"
+    if name in _STREAMING_MODELS:
+        if camctrl is not None and camctrl not in _CHUNK_CAUSAL_CAMCTRL:
+            raise InputError(
+                f"{key}: {camctrl!r} does not go with the chunk-causal streaming model {name} (leave it "
+                f"out or use {' or '.join(repr(c) for c in _CHUNK_CAUSAL_CAMCTRL)})"
+            )
+        return True
+    _require("config.yaml model", "camctrl_type", camctrl, (*_BIDIRECTIONAL_CAMCTRL, *_CHUNK_CAUSAL_CAMCTRL))
+    return camctrl in _CHUNK_CAUSAL_CAMCTRL
+
+
+def _official_chunking(model: dict[str, Any], causal: bool) -> dict[str, Any]:
+    """Pop ``chunk_size`` / ``chunk_split_strategy`` / ``chunk_index`` from ``model``; our chunk fields."""
+    src = "config.yaml model"
+    if model.pop("chunk_index", None) is not None:
+        raise InputError(
+            f"{src}.chunk_index: an explicit chunk list is not supported; give chunk_size and "
+            "chunk_split_strategy instead"
+        )
+    size = model.pop("chunk_size", None)
+    strategy = model.pop("chunk_split_strategy", None)
+    if not causal:
+        if size is not None:
+            raise InputError(
+                f"{src}.chunk_size: {size!r} is not supported with a bidirectional camctrl_type "
+                f"(chunk-causal ones: {', '.join(_CHUNK_CAUSAL_CAMCTRL)})"
+            )
+        return {}
+    if size is None:
+        raise InputError(f"{src}.chunk_size: required for a chunk-causal model (the official configs use 3)")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise InputError(f"{src}.chunk_size: expected a positive integer, got {size!r}")
+    if strategy is None:
+        raise InputError(
+            f"{src}.chunk_split_strategy: required with chunk_size "
+            f"(one of {', '.join(OFFICIAL_CHUNK_STRATEGIES)})"
+        )
+    _require(src, "chunk_split_strategy", strategy, tuple(OFFICIAL_CHUNK_STRATEGIES))
+    return {"chunk_size": size, "chunk_strategy": OFFICIAL_CHUNK_STRATEGIES[strategy]}

@@ -1,4 +1,4 @@
-"""Named model sizes: the official release and a tiny one for tests."""
+"""Named model sizes: the official release, its streaming student and a tiny one for tests."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ from sana_wm.models.config import SanaWMConfig
 def sana_wm_1600m_720p() -> SanaWMConfig:
     """The official release: 2,661,800,448 parameters, 20 blocks (width 2240), softmax in 3, 7, 11, 15, 19."""
     return SanaWMConfig()
+
+
+def sana_wm_streaming_1600m_720p() -> SanaWMConfig:
+    """The streaming student (``SanaMSVideoCamCtrlStreaming_1600M_P1_D20``, ``SANA-WM_streaming``): the
+    release architecture, chunk-causal with chunks of 3 latent frames (the first one 3 + 1)."""
+    return SanaWMConfig(chunk_size=3, chunk_strategy="first_plus_one")
 
 
 def tiny() -> SanaWMConfig:
@@ -26,7 +32,11 @@ def tiny() -> SanaWMConfig:
     )
 
 
-PRESETS: dict[str, Callable[[], SanaWMConfig]] = {"sana_wm_1600m_720p": sana_wm_1600m_720p, "tiny": tiny}
+PRESETS: dict[str, Callable[[], SanaWMConfig]] = {
+    "sana_wm_1600m_720p": sana_wm_1600m_720p,
+    "sana_wm_streaming_1600m_720p": sana_wm_streaming_1600m_720p,
+    "tiny": tiny,
+}
 
 
 def preset(name: str) -> SanaWMConfig:

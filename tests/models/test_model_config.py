@@ -103,14 +103,194 @@ def test_diffusers_config_mapping() -> None:
 def test_official_yaml_mapping() -> None:
     official = yaml.safe_load(OFFICIAL_YAML)
     assert config_from_official_yaml(official) == preset("sana_wm_1600m_720p")
-    official["model"]["camctrl_type"] = "ChunkCausalGDNUCPESinglePathLiteLA"
-    with pytest.raises(InputError, match="config.yaml model.camctrl_type: 'ChunkCausal"):
+    official["model"]["camctrl_type"] = "BidirectionalSoftmaxUCPESinglePathLiteLA"
+    with pytest.raises(InputError, match="config.yaml model.camctrl_type: 'BidirectionalSoftmax"):
+        config_from_official_yaml(official)
+    official = yaml.safe_load(OFFICIAL_YAML)
+    official["model"]["frame_causal"] = True
+    with pytest.raises(InputError, match="config.yaml model: unknown key.s. frame_causal"):
         config_from_official_yaml(official)
     official = yaml.safe_load(OFFICIAL_YAML)
     official["model"]["use_delta_actions"] = True
-    with pytest.raises(InputError, match="config.yaml model: unknown key.s. use_delta_actions"):
+    with pytest.raises(InputError, match="config.yaml model.use_delta_actions: True is not supported"):
         config_from_official_yaml(official)
     official = yaml.safe_load(OFFICIAL_YAML)
     official["model"]["chunk_size"] = 3
     with pytest.raises(InputError, match="model.chunk_size: 3 is not supported"):
+        config_from_official_yaml(official)
+
+
+# The model section of the official chunk-causal teacher's config (configs/sana_wm/stage1/
+# sana_wm_stage1_sekai_chunk_causal_cp2_fsdp2.yaml, whose load_from is SANA-WM_chunk_causal), field by field.
+CHUNK_CAUSAL_MODEL = """
+model: SanaMSVideoCamCtrl_1600M_P1_D20
+image_size: 720
+mixed_precision: bf16
+fp32_attention: true
+load_from: hf://Efficient-Large-Model/SANA-WM_chunk_causal/dit/sana_wm_chunk_causal_1600m_720p.safetensors
+aspect_ratio_type: ASPECT_RATIO_VIDEO_720_MS_DIV32
+multi_scale: true
+camctrl_type: ChunkCausalGDNUCPESinglePathLiteLABothTriton
+attn_type: ChunkCausalGDNTriton
+softmax_every_n: 4
+linear_head_dim: 112
+conv_kernel_size: 4
+k_conv_only: true
+ffn_type: ChunkGLUMBConvTemp
+t_kernel_size: 3
+mlp_acts: [silu, silu, null]
+mlp_ratio: 3.0
+use_pe: true
+pos_embed_type: wan_rope
+qk_norm: true
+cross_norm: true
+cross_attn_type: flash
+class_dropout_prob: 0.1
+chunk_size: 3
+chunk_split_strategy: first_chunk_plus_one
+cam_attn_compress: 1
+init_cam_from_base: true
+use_delta_actions: false
+use_delta_pose_additive: false
+use_chunk_plucker_post_attn: true
+chunk_plucker_channels: 48
+chunk_plucker_post_attn_blocks: 20
+use_autograd_kernel: true
+"""
+
+# The model section of the official streaming config (configs/sana_wm/sana_wm_streaming_1600m_720p.yaml): no
+# camctrl_type (the streaming class builds the cached attention), the cached FFN, the causal-Wan RoPE.
+STREAMING_MODEL = """
+model: SanaMSVideoCamCtrlStreaming_1600M_P1_D20
+image_size: 720
+aspect_ratio_type: ASPECT_RATIO_VIDEO_720_MS_DIV32
+mixed_precision: bf16
+fp32_attention: true
+multi_scale: true
+attn_type: BidirectionalGDNTriton
+softmax_every_n: 4
+linear_head_dim: 112
+conv_kernel_size: 4
+k_conv_only: true
+ffn_type: CachedGLUMBConvTemp
+t_kernel_size: 3
+mlp_acts: [silu, silu, null]
+mlp_ratio: 3
+use_pe: true
+pos_embed_type: casual_wan_rope
+qk_norm: true
+cross_norm: true
+class_dropout_prob: 0.0
+chunk_size: 3
+chunk_split_strategy: first_chunk_plus_one
+cam_attn_compress: 1
+init_cam_from_base: true
+use_chunk_plucker_post_attn: true
+chunk_plucker_channels: 48
+chunk_plucker_post_attn_blocks: 20
+"""
+
+
+def _official(model_section: str) -> dict:
+    """A whole official config around ``model_section`` (the other sections as in the release yaml)."""
+    official = yaml.safe_load(OFFICIAL_YAML)
+    official["model"] = yaml.safe_load(model_section)
+    official["scheduler"]["vis_sampler"] = "chunk_flow_euler"
+    return official
+
+
+def test_official_chunk_causal_and_streaming_yaml() -> None:
+    release = preset("sana_wm_1600m_720p")
+    teacher = config_from_official_yaml(_official(CHUNK_CAUSAL_MODEL))
+    assert teacher == SanaWMConfig(chunk_size=3, chunk_strategy="first_plus_one")
+    assert teacher.chunk_causal and not release.chunk_causal
+    # Only the chunking differs from the release: the network (and its keys) is the same.
+    assert {k: v for k, v in teacher.to_dict().items() if v != release.to_dict()[k]} == {"chunk_size": 3}
+    student = config_from_official_yaml(_official(STREAMING_MODEL))
+    assert student == preset("sana_wm_streaming_1600m_720p") == teacher
+
+
+@pytest.mark.parametrize(
+    ("changes", "chunk_size", "strategy"),
+    [
+        ({"camctrl_type": "ChunkCausalGDNUCPESinglePathLiteLA"}, 3, "first_plus_one"),
+        (
+            {"camctrl_type": "CachedChunkCausalGDNUCPESinglePathLiteLA", "ffn_type": "CachedGLUMBConvTemp"},
+            3,
+            None,
+        ),
+        ({"chunk_split_strategy": "first_plus_one", "chunk_size": 5}, 5, "first_plus_one"),
+        ({"chunk_split_strategy": "uniform", "chunk_size": 2}, 2, "uniform"),
+        ({"chunk_split_strategy": "first_frame", "pos_embed_type": "causal_wan_rope"}, 3, "first_frame"),
+    ],
+)
+def test_chunk_causal_variants(changes: dict, chunk_size: int, strategy: str | None) -> None:
+    official = _official(CHUNK_CAUSAL_MODEL)
+    official["model"].update(changes)
+    cfg = config_from_official_yaml(official)
+    assert (cfg.chunk_size, cfg.chunk_strategy) == (chunk_size, strategy or "first_plus_one")
+
+
+@pytest.mark.parametrize(
+    ("section", "changes", "message"),
+    [
+        (CHUNK_CAUSAL_MODEL, {"chunk_size": None}, r"model.chunk_size: required for a chunk-causal model"),
+        (STREAMING_MODEL, {"chunk_size": None}, r"model.chunk_size: required for a chunk-causal model"),
+        (CHUNK_CAUSAL_MODEL, {"chunk_size": 0}, r"model.chunk_size: expected a positive integer, got 0"),
+        (
+            CHUNK_CAUSAL_MODEL,
+            {"chunk_size": True},
+            r"model.chunk_size: expected a positive integer, got True",
+        ),
+        (CHUNK_CAUSAL_MODEL, {"chunk_split_strategy": None}, r"model.chunk_split_strategy: required with"),
+        (
+            CHUNK_CAUSAL_MODEL,
+            {"chunk_split_strategy": "random"},
+            r"chunk_split_strategy: 'random' is not supp",
+        ),
+        (CHUNK_CAUSAL_MODEL, {"chunk_index": [0, 4, 7]}, r"model.chunk_index: an explicit chunk list is not"),
+        (STREAMING_MODEL, {"chunk_index": [0, 4]}, r"model.chunk_index: an explicit chunk list is not"),
+        (CHUNK_CAUSAL_MODEL, {"ffn_type": "GLUMBConvTemp"}, r"model.ffn_type: 'GLUMBConvTemp' is not supp"),
+        (CHUNK_CAUSAL_MODEL, {"ffn_type": None}, r"model.ffn_type: required with chunk_size"),
+        (STREAMING_MODEL, {"ffn_type": "GLUMBConvTemp"}, r"model.ffn_type: 'GLUMBConvTemp' is not supp"),
+        (
+            STREAMING_MODEL,
+            {"camctrl_type": "BidirectionalGDNUCPESinglePathLiteLABothTriton"},
+            r"camctrl_type: 'BidirectionalGDNUCPESinglePathLiteLABothTriton' does not go with the chunk",
+        ),
+        (
+            CHUNK_CAUSAL_MODEL,
+            {"camctrl_type": "CachedSoftmaxAttn"},
+            r"model.camctrl_type: 'CachedSoftmaxAttn'",
+        ),
+        (
+            CHUNK_CAUSAL_MODEL,
+            {"pos_embed_type": "rope_3d"},
+            r"model.pos_embed_type: 'rope_3d' is not supported",
+        ),
+    ],
+)
+def test_chunk_causal_yaml_errors(section: str, changes: dict, message: str) -> None:
+    official = _official(section)
+    for key, value in changes.items():
+        if value is None:
+            official["model"].pop(key, None)
+        else:
+            official["model"][key] = value
+    with pytest.raises(InputError, match=message):
+        config_from_official_yaml(official)
+
+
+def test_bidirectional_yaml_refuses_causal_settings() -> None:
+    official = yaml.safe_load(OFFICIAL_YAML)
+    official["model"]["pos_embed_type"] = "casual_wan_rope"
+    with pytest.raises(InputError, match="model.pos_embed_type: 'casual_wan_rope' is not supported"):
+        config_from_official_yaml(official)
+    official = yaml.safe_load(OFFICIAL_YAML)
+    official["model"]["ffn_type"] = "ChunkGLUMBConvTemp"
+    with pytest.raises(InputError, match="model.ffn_type: 'ChunkGLUMBConvTemp' is not supported"):
+        config_from_official_yaml(official)
+    official = yaml.safe_load(OFFICIAL_YAML)
+    official["model"]["chunk_index"] = [0, 4]
+    with pytest.raises(InputError, match="model.chunk_index: an explicit chunk list is not supported"):
         config_from_official_yaml(official)
