@@ -47,12 +47,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from sana_wm.models.causal import BlockCache, ChunkKeys, ChunkLayout, earlier_keys
 from sana_wm.ops import Backend
-from sana_wm.ops.gdn import cam_bidirectional, gdn_bidirectional
+from sana_wm.ops.gdn import GDNState, cam_bidirectional, cam_chunk_causal, gdn_bidirectional, gdn_chunk_causal
 from sana_wm.ops.norm_gate import silu_gate_sum
 from sana_wm.ops.qk_prep import qk_prep
 from sana_wm.ops.rope import camera_rope_tables
-from sana_wm.ops.short_conv import bidirectional_short_conv
+from sana_wm.ops.short_conv import bidirectional_short_conv, chunk_causal_short_conv
 from sana_wm.ops.ucpe import invert_rigid, ray_matrices, ucpe_encode
 
 GDN_EPS = 1e-8
@@ -125,6 +126,10 @@ class BlockContext:
     intermediates of the scans, UCPE transforms and attentions exist for one group of heads only;
     ``ffn_frames_per_chunk``: the FFN's per-frame part runs on this many latent frames at a time. ``None``
     means all at once.
+
+    Chunk-causal (``sana_wm.models.causal``): ``layout`` is the forward's chunks (``None``: bidirectional);
+    each block then reads its :class:`BlockCache` (if any) and, with ``write_cache``, stores this forward's
+    chunks in it.
     """
 
     grid: tuple[int, int, int]
@@ -135,6 +140,8 @@ class BlockContext:
     bf16_softmax: bool
     heads_per_chunk: int | None = None
     ffn_frames_per_chunk: int | None = None
+    layout: ChunkLayout | None = None
+    write_cache: bool = False
 
     def head_groups(self, heads: int) -> list[slice]:
         step = heads if self.heads_per_chunk is None else max(1, min(self.heads_per_chunk, heads))
@@ -195,9 +202,25 @@ class ShortConv(nn.Module):
         """The identity: last causal tap 1, the others 0."""
         init_param_(self.weight, lambda w: nn.init.zeros_(w)[:, 0, -1].fill_(1.0))
 
-    def forward(self, x_BMD: Tensor, num_frames: int, backend: Backend) -> Tensor:
+    def forward(
+        self,
+        x_BMD: Tensor,
+        num_frames: int,
+        backend: Backend,
+        layout: ChunkLayout | None = None,
+        tail_BKSD: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """The filtered ``x`` and, chunk-causal, its last ``taps − 1`` input frames (after ``tail_BKSD``, the
+        previous call's): what the next chunk's causal half reads."""
         x_BTSD = x_BMD.unflatten(1, (num_frames, -1))
-        return bidirectional_short_conv(x_BTSD, self.weight[:, 0], backend=backend).flatten(1, 2)
+        if layout is None:
+            return bidirectional_short_conv(x_BTSD, self.weight[:, 0], backend=backend).flatten(1, 2), None
+        y_BTSD = chunk_causal_short_conv(
+            x_BTSD, self.weight[:, 0], starts=layout.starts, tail_BKSC=tail_BKSD, backend=backend
+        )
+        history = x_BTSD if tail_BKSD is None else torch.cat([tail_BKSD.to(x_BTSD.dtype), x_BTSD], dim=1)
+        taps = self.weight.shape[-1]
+        return y_BTSD.flatten(1, 2), history[:, max(history.shape[1] - taps + 1, 0) :].detach().clone()
 
 
 def camera_softmax_scale(head_dim: int) -> float:
@@ -345,24 +368,42 @@ class GDNCameraAttention(DualBranchAttention):
         rate_N = self.A_log.float().exp()
         return torch.exp(-rate_N * F.softplus(gate_BTN + self.dt_bias.float())).transpose(1, 2)  # (B, N, T)
 
-    def forward(self, a_BMD: Tensor, ctx: BlockContext) -> Tensor:
+    def forward(self, a_BMD: Tensor, ctx: BlockContext, cache: BlockCache | None = None) -> Tensor:
         num_frames, height, width = ctx.grid
         kappa = self.head_dim**-0.5 * (height * width) ** -0.5
+        layout = ctx.layout
+        write = cache is not None and ctx.write_cache
 
         def frames(x_BNME: Tensor) -> Tensor:
             return x_BNME.unflatten(2, (num_frames, -1))  # (B, N, T, S, E)
+
+        def scan(scan_fn: Callable[..., Tensor], state_fn: Callable[..., tuple[Tensor, object]], *args, init):
+            """Bidirectional, or chunk-causal from ``init`` returning the final state too."""
+            if layout is None:
+                return scan_fn(*args), None
+            return state_fn(*args, starts=layout.starts, initial_state=init)
 
         beta_BNTS = torch.sigmoid(self.beta_proj(a_BMD)).unflatten(1, (num_frames, -1)).permute(0, 3, 1, 2)
         decay_BNT = self._frame_decay(a_BMD, num_frames)
 
         q, k, v = self.qkv(a_BMD).chunk(3, dim=-1)
-        k = self.conv_k(k, num_frames, ctx.backend)
+        k, conv_tail = self.conv_k(k, num_frames, ctx.backend, layout, cache and cache.conv_k_tail)
         q, q_rot = self._prep(q, self.q_norm, ctx, relu=True, scale=1.0, rope=True)
         k, k_rot = self._prep(k, self.k_norm, ctx, relu=True, scale=kappa, rope=True)
         q, k, v, q_rot, k_rot = (self._heads(x) for x in (q, k, v, q_rot, k_rot))
         main_BMD = torch.empty_like(a_BMD)
+        main_states: list[GDNState] = []
+        gdn = functools.partial(gdn_bidirectional, eps=GDN_EPS, backend=ctx.backend)
+        gdn_causal = functools.partial(gdn_chunk_causal, eps=GDN_EPS, backend=ctx.backend)
         for hs in ctx.head_groups(self.heads):
-            main = gdn_bidirectional(
+            init = (
+                None
+                if cache is None or cache.gdn is None
+                else GDNState(cache.gdn.kv[:, hs], cache.gdn.z[:, hs])
+            )
+            main, state = scan(
+                gdn,
+                gdn_causal,
                 frames(q[:, hs]),
                 frames(k[:, hs]),
                 frames(v[:, hs]),
@@ -370,18 +411,23 @@ class GDNCameraAttention(DualBranchAttention):
                 frames(k_rot[:, hs]),
                 beta_BNTS[:, hs],
                 decay_BNT[:, hs],
-                eps=GDN_EPS,
-                backend=ctx.backend,
+                init=init,
             )  # (B, n, T, S, E) fp32
+            main_states += [state] if write else []
             self._head_view(main_BMD)[:, :, hs] = main.flatten(2, 3).transpose(1, 2)
             del main
         del q, k, v, q_rot, k_rot
 
         q_cam, _ = self._prep(self.q_proj_cam(a_BMD), self.q_norm_cam, ctx, relu=True, scale=1.0, rope=False)
-        k_cam = self.conv_k_cam(self.k_proj_cam(a_BMD), num_frames, ctx.backend)
+        k_cam, cam_conv_tail = self.conv_k_cam(
+            self.k_proj_cam(a_BMD), num_frames, ctx.backend, layout, cache and cache.conv_k_cam_tail
+        )
         k_cam, _ = self._prep(k_cam, self.k_norm_cam, ctx, relu=True, scale=kappa, rope=False)
         q_cam, k_cam, v_cam = self._heads(q_cam), self._heads(k_cam), self._heads(self.v_proj_cam(a_BMD))
         cam_BMD = torch.empty_like(a_BMD)
+        cam_states: list[Tensor] = []
+        cam_scan = functools.partial(cam_bidirectional, backend=ctx.backend)
+        cam_causal = functools.partial(cam_chunk_causal, backend=ctx.backend)
         for hs in ctx.head_groups(self.heads):
             key_norm_BNM = torch.linalg.vector_norm(k_cam[:, hs], dim=-1, dtype=torch.float32).clamp_min(
                 TRANSFORM_NORM_EPS
@@ -394,19 +440,57 @@ class GDNCameraAttention(DualBranchAttention):
             ) ** 2
             frame_inflation_BNT = inflation_BNM.unflatten(2, (num_frames, -1)).mean(-1)
             beta_cam_BNTS = beta_BNTS[:, hs].float() / frame_inflation_BNT.clamp_min(1.0)[..., None]
-            cam = cam_bidirectional(
+            init = None if cache is None or cache.cam_state is None else cache.cam_state[:, hs]
+            cam, state = scan(
+                cam_scan,
+                cam_causal,
                 frames(q_ray),
                 frames(k_ray),
                 frames(v_ray),
                 beta_cam_BNTS,
                 decay_BNT[:, hs],
-                backend=ctx.backend,
+                init=init,
             )  # (B, n, T, S, E) fp32
+            cam_states += [state] if write else []
             cam = _from_ray_space(cam.flatten(2, 3), ctx.rays, ctx.backend)
             self._head_view(cam_BMD)[:, :, hs] = cam.transpose(1, 2)
             del q_ray, k_ray, v_ray, cam
         del q_cam, k_cam, v_cam
+        if write:
+            cache.gdn = GDNState(
+                kv=torch.cat([s.kv for s in main_states], dim=1),
+                z=torch.cat([s.z for s in main_states], dim=1),
+            )
+            cache.cam_state = torch.cat(cam_states, dim=1)
+            cache.conv_k_tail, cache.conv_k_cam_tail = conv_tail, cam_conv_tail
         return self._combine(a_BMD, main_BMD, cam_BMD, ctx.backend)
+
+
+def _attend(
+    q_BNME: Tensor,
+    k_BNME: Tensor,
+    v_BNME: Tensor,
+    scale: float | None,
+    ctx: BlockContext,
+    cached: dict[int, tuple[Tensor, Tensor]],
+) -> Tensor:
+    """Softmax attention, bidirectional or chunk-causal: each chunk's queries attend to its own keys and
+    those of the earlier chunks its window reads (one SDPA call per chunk; no mask tensor)."""
+    layout = ctx.layout
+    if layout is None:
+        return _sdpa(q_BNME, k_BNME, v_BNME, scale, ctx.backend)
+    tokens = ctx.grid[1] * ctx.grid[2]
+    out = torch.empty_like(q_BNME)
+    for local, (start, end) in enumerate(layout.bounds(ctx.grid[0])):
+        rows = slice(start * tokens, end * tokens)
+        if layout.reads_whole_prefix:
+            keys, values = k_BNME[:, :, : end * tokens], v_BNME[:, :, : end * tokens]
+        else:
+            earlier_k, earlier_v = earlier_keys(layout, local, ctx.grid, k_BNME, v_BNME, cached)
+            keys = torch.cat([*earlier_k, k_BNME[:, :, rows]], dim=2)
+            values = torch.cat([*earlier_v, v_BNME[:, :, rows]], dim=2)
+        out[:, :, rows] = _sdpa(q_BNME[:, :, rows], keys, values, scale, ctx.backend)
+    return out
 
 
 class SoftmaxCameraAttention(DualBranchAttention):
@@ -415,36 +499,50 @@ class SoftmaxCameraAttention(DualBranchAttention):
     def __init__(self, dim: int, head_dim: int) -> None:
         super().__init__(dim, head_dim, None)
 
-    def forward(self, a_BMD: Tensor, ctx: BlockContext) -> Tensor:
+    def forward(self, a_BMD: Tensor, ctx: BlockContext, cache: BlockCache | None = None) -> Tensor:
         sdpa_dtype = torch.bfloat16 if ctx.bf16_softmax else a_BMD.dtype
+        write = cache is not None and ctx.write_cache
+        stored = cache.keys if cache is not None else {}
 
         q, k, v = self.qkv(a_BMD).chunk(3, dim=-1)
         _, q = self._prep(q, self.q_norm, ctx, relu=False, scale=1.0, rope=True)
         _, k = self._prep(k, self.k_norm, ctx, relu=False, scale=1.0, rope=True)
-        q, k, v = self._heads(q), self._heads(k), self._heads(v)
+        q, k, v = (self._heads(x).to(sdpa_dtype) for x in (q, k, v))
         main_BMD = torch.empty_like(a_BMD)
         for hs in ctx.head_groups(self.heads):
-            main = _sdpa(
-                q[:, hs].to(sdpa_dtype), k[:, hs].to(sdpa_dtype), v[:, hs].to(sdpa_dtype), None, ctx.backend
-            )
+            cached = {i: (c.k[:, hs], c.v[:, hs]) for i, c in stored.items()}
+            main = _attend(q[:, hs], k[:, hs], v[:, hs], None, ctx, cached)
             self._head_view(main_BMD)[:, :, hs] = main.transpose(1, 2)
             del main
-        del q, k, v
+        del q
 
         q_cam, _ = self._prep(self.q_proj_cam(a_BMD), self.q_norm_cam, ctx, relu=False, scale=1.0, rope=False)
         k_cam, _ = self._prep(self.k_proj_cam(a_BMD), self.k_norm_cam, ctx, relu=False, scale=1.0, rope=False)
         q_cam, k_cam, v_cam = self._heads(q_cam), self._heads(k_cam), self._heads(self.v_proj_cam(a_BMD))
         cam_BMD = torch.empty_like(a_BMD)
         scale = camera_softmax_scale(self.head_dim)
+        k_rays, v_rays = [], []
         for hs in ctx.head_groups(self.heads):
             q_ray, k_ray, v_ray = _to_ray_space(
                 q_cam[:, hs], k_cam[:, hs], v_cam[:, hs], ctx.rays, ctx.backend, sdpa_dtype
             )
-            cam = _sdpa(q_ray, k_ray, v_ray, scale, ctx.backend)
+            cached = {i: (c.k_cam[:, hs], c.v_cam[:, hs]) for i, c in stored.items()}
+            cam = _attend(q_ray, k_ray, v_ray, scale, ctx, cached)
+            k_rays += [k_ray] if write else []
+            v_rays += [v_ray] if write else []
             del q_ray, k_ray, v_ray
             self._head_view(cam_BMD)[:, :, hs] = _from_ray_space(cam, ctx.rays, ctx.backend).transpose(1, 2)
             del cam
         del q_cam, k_cam, v_cam
+        if write:
+            assert ctx.layout is not None
+            k_ray_all, v_ray_all = torch.cat(k_rays, dim=1), torch.cat(v_rays, dim=1)
+            tokens = ctx.grid[1] * ctx.grid[2]
+            for local, (start, end) in enumerate(ctx.layout.bounds(ctx.grid[0])):
+                rows = slice(start * tokens, end * tokens)
+                cache.keys[ctx.layout.first_chunk + local] = ChunkKeys(
+                    *(x[:, :, rows].detach().clone() for x in (k, v, k_ray_all, v_ray_all))
+                )
         return self._combine(a_BMD, main_BMD, cam_BMD, ctx.backend)
 
 

@@ -62,11 +62,13 @@ from sana_wm.models.attention import (
     init_param_,
     ray_transforms,
 )
+from sana_wm.models.causal import BlockCache, ChunkLayout, StreamCache
 from sana_wm.models.config import SanaWMConfig
+from sana_wm.models.ffn import GLUMBConvTemp
 from sana_wm.ops import Backend, check_backend
-from sana_wm.ops.glu_conv import silu_dwconv_glu
 from sana_wm.ops.norm_gate import layer_norm_modulate
 from sana_wm.ops.rope import rope_tables
+from sana_wm.samplers.chunked import chunk_starts
 
 LN_EPS = 1e-6
 Y_NORM_EPS = 1e-5
@@ -123,15 +125,6 @@ class MemoryPlan:
 def _init_adaln_table(table: Tensor) -> None:
     """An adaLN table ``(n, D)``: ``N(0, 1/D)``."""
     init_param_(table, functools.partial(nn.init.normal_, std=table.shape[1] ** -0.5))
-
-
-def _init_conv_default(conv: nn.Conv2d | nn.Conv3d) -> None:
-    """PyTorch's default conv init (``reset_parameters``): Kaiming-uniform ``a=√5`` weight, bias
-    ``U(±1/√fan_in)``."""
-    init_param_(conv.weight, functools.partial(nn.init.kaiming_uniform_, a=math.sqrt(5)))
-    if conv.bias is not None:
-        bound = 1 / math.sqrt(math.prod(conv.weight.shape[1:]))
-        init_param_(conv.bias, functools.partial(nn.init.uniform_, a=-bound, b=bound))
 
 
 class Fp32Linear(nn.Linear):
@@ -230,95 +223,6 @@ class CaptionEmbedder(nn.Module):
         return self.y_proj(text_BLC)
 
 
-class _ConvSlot(nn.Module):
-    """Holds a conv under the attribute ``conv`` (checkpoint keys ``mlp.inverted_conv.conv.weight``, ...)."""
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        self.conv = conv
-
-
-class GLUMBConvTemp(nn.Module):
-    """The feed-forward block: a gated inverted-bottleneck conv per frame plus a residual dense temporal conv.
-
-    Per frame on the ``h×w`` grid: 1×1 conv ``D → G`` (+bias, ``G = 2·hidden``) → SiLU → depthwise 3×3 (pad 1,
-    +bias) → split into value (first half) and gate → ``value · SiLU(gate)`` → 1×1 conv ``G/2 → D`` (no bias).
-    Then across frames: ``u + Conv_{(k,1)}(u)``, a dense ``D → D`` convolution over ``k`` neighbouring latent
-    frames (zero padded at both ends, no bias). The 1×1 convs run as linears on channels-last tokens; the
-    checkpoint's conv layouts are kept. Both parts can run on a few frames at a time (bounded memory).
-    """
-
-    def __init__(self, dim: int, hidden: int, temporal_kernel: int) -> None:
-        super().__init__()
-        self.inverted_conv = _ConvSlot(nn.Conv2d(dim, 2 * hidden, kernel_size=1))
-        self.depth_conv = _ConvSlot(
-            nn.Conv2d(2 * hidden, 2 * hidden, kernel_size=3, padding=1, groups=2 * hidden)
-        )
-        self.point_conv = _ConvSlot(nn.Conv2d(hidden, dim, kernel_size=1, bias=False))
-        self.t_conv = nn.Conv2d(
-            dim, dim, kernel_size=(temporal_kernel, 1), padding=(temporal_kernel // 2, 0), bias=False
-        )
-
-    @torch.no_grad()
-    def init_weights(self) -> None:
-        """PyTorch's conv defaults, as the official model leaves them."""
-        for conv in (self.inverted_conv.conv, self.depth_conv.conv, self.point_conv.conv, self.t_conv):
-            _init_conv_default(conv)
-
-    def forward(
-        self,
-        x_BMD: Tensor,
-        grid: tuple[int, int, int],
-        frames_per_chunk: int | None = None,
-        backend: Backend = "torch",
-    ) -> Tensor:
-        """``(B, M, D) → (B, M, D)``; ``frames_per_chunk`` bounds the memory of the hidden activations (same
-        result for any value)."""
-        num_frames = grid[0]
-        step = num_frames if frames_per_chunk is None else max(1, min(frames_per_chunk, num_frames))
-        x_BTSD = x_BMD.unflatten(1, (num_frames, -1))
-        y_BTSD = torch.empty_like(x_BTSD)
-        for start in range(0, num_frames, step):
-            y_BTSD[:, start : start + step] = self._per_frame(x_BTSD[:, start : start + step], grid, backend)
-        out_BTSD = torch.empty_like(y_BTSD)
-        weight_KDD = self.t_conv.weight[..., 0].permute(2, 0, 1).contiguous()  # (k, D_out, D_in)
-        for start in range(0, num_frames, step):
-            self._temporal(y_BTSD, weight_KDD, out_BTSD, start, min(start + step, num_frames))
-        return out_BTSD.flatten(1, 2)
-
-    def _per_frame(self, x_BTSD: Tensor, grid: tuple[int, int, int], backend: Backend) -> Tensor:
-        """The 2D part on a chunk of frames: inverted 1×1, SiLU, depthwise 3×3, GLU, point 1×1."""
-        batch, frames, _, dim = x_BTSD.shape
-        _, height, width = grid
-        inverted, depth, point = self.inverted_conv.conv, self.depth_conv.conv, self.point_conv.conv
-        # A frame slice of a batch is not contiguous; the copy lets the bias ride the matmul's epilogue
-        # instead of costing a separate pass over the G-wide output.
-        u_XhwG = F.linear(x_BTSD.contiguous(), inverted.weight.flatten(1), inverted.bias).reshape(
-            batch * frames, height, width, -1
-        )
-        # (X, h, w, G/2): value · SiLU(gate) after the depthwise conv
-        glu = silu_dwconv_glu(u_XhwG, depth.weight, depth.bias, overwrite_input=True, backend=backend)
-        y_XhwD = F.linear(glu, point.weight.flatten(1))
-        return y_XhwD.reshape(batch, frames, height * width, dim)
-
-    @staticmethod
-    def _temporal(y_BTSD: Tensor, weight_KDD: Tensor, out_BTSD: Tensor, start: int, stop: int) -> None:
-        """Write ``y + Conv_{(k,1)}(y)`` of frames ``[start, stop)`` into ``out`` (zero frames beyond both
-        ends): each tap is a matmul accumulated in place, per batch row (no shifted or padded copies)."""
-        num_frames = y_BTSD.shape[1]
-        taps = weight_KDD.shape[0]
-        half = taps // 2
-        chunk_BTSD = out_BTSD[:, start:stop]
-        chunk_BTSD.copy_(y_BTSD[:, start:stop])
-        for j in range(taps):
-            lo, hi = max(start, half - j), min(stop, num_frames + half - j)  # outputs whose source exists
-            if lo >= hi:
-                continue
-            for b in range(y_BTSD.shape[0]):
-                source = y_BTSD[b, lo + j - half : hi + j - half].flatten(0, 1)
-                chunk_BTSD[b, lo - start : hi - start].flatten(0, 1).addmm_(source, weight_KDD[j].t())
-
-
 class SanaWMBlock(nn.Module):
     """One transformer block: ``forward(x_BMD, text_BLD, keep_BL, t0_BT6D, plucker_BMD, ctx)`` → ``x_BMD``."""
 
@@ -355,8 +259,10 @@ class SanaWMBlock(nn.Module):
         t0_BT6D: Tensor,
         plucker_BMD: Tensor,
         ctx: BlockContext,
+        cache: BlockCache | None = None,
     ) -> Tensor:
-        """``x_BMD`` is the fp32 residual stream; without autograd it is updated in place."""
+        """``x_BMD`` is the fp32 residual stream; without autograd it is updated in place. Chunk-causal
+        (``ctx.layout``): ``cache`` is this block's part of a stream's cache."""
         dtype = self.attn.qkv.weight.dtype  # what the branches compute in
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
             self.scale_shift_table.float() + t0_BT6D.float()
@@ -365,7 +271,7 @@ class SanaWMBlock(nn.Module):
         a_BMD = layer_norm_modulate(
             x_BMD, shift_msa, scale_msa, eps=LN_EPS, out_dtype=dtype, backend=ctx.backend
         )
-        x_BMD = _gated_add(x_BMD, gate_msa, self.attn(a_BMD, ctx))
+        x_BMD = _gated_add(x_BMD, gate_msa, self.attn(a_BMD, ctx, cache))
         del a_BMD
         if self.plucker_proj is not None:
             x_BMD = _add(x_BMD, self.plucker_proj(plucker_BMD))
@@ -373,7 +279,16 @@ class SanaWMBlock(nn.Module):
         m_BMD = layer_norm_modulate(
             x_BMD, shift_mlp, scale_mlp, eps=LN_EPS, out_dtype=dtype, backend=ctx.backend
         )
-        return _gated_add(x_BMD, gate_mlp, self.mlp(m_BMD, ctx.grid, ctx.ffn_frames_per_chunk, ctx.backend))
+        ffn_BMD = self.mlp(
+            m_BMD,
+            ctx.grid,
+            ctx.ffn_frames_per_chunk,
+            ctx.backend,
+            layout=ctx.layout,
+            cache=cache,
+            write_cache=ctx.write_cache,
+        )
+        return _gated_add(x_BMD, gate_mlp, ffn_BMD)
 
 
 def _add(x_BMD: Tensor, y_BMD: Tensor) -> Tensor:
@@ -446,6 +361,9 @@ class SanaWMTransformer(nn.Module):
         backend: Backend = "torch",
         bf16_softmax: bool = False,
         memory: MemoryPlan | None = None,
+        chunks: ChunkLayout | None = None,
+        cache: StreamCache | None = None,
+        write_cache: bool = False,
     ) -> Tensor:
         """Predict the velocity ``(B, C, T, h, w)``.
 
@@ -462,12 +380,21 @@ class SanaWMTransformer(nn.Module):
             bf16_softmax: run the softmax attentions with bf16 q/k/v even in an fp32 model (what diffusers
                 0.42.1 does); only matters for fp32 models.
             memory: how to bound activation memory (:class:`MemoryPlan`); the result does not depend on it.
+            chunks: chunk-causal execution (``sana_wm.models.causal``) over these chunks. Default: none for
+                a bidirectional config; for a chunk-causal config (``config.chunk_size``) the config's chunks,
+                each reading every earlier one.
+            cache: a stream's :class:`~sana_wm.models.causal.StreamCache`: the latents continue the stream
+                (one chunk, or ``chunks`` with their starts) and read what earlier chunks left in it; the
+                model runs chunk-causal whatever its config.
+            write_cache: with ``cache``, store this forward's chunks in it and advance the stream (the
+                streaming sampler's clean timestep-0 pass).
         """
         check_backend(backend)
         self._check_inputs(latents, timestep, text, text_mask, camera_conditions, chunk_plucker)
+        layout = self._layout(latents.shape[2], chunks, cache)
         memory = memory or MemoryPlan()
         per_pass = memory.samples_per_pass
-        if per_pass is not None and latents.shape[0] > per_pass:
+        if per_pass is not None and latents.shape[0] > per_pass and cache is None:
             inputs = (latents, timestep, text, text_mask, camera_conditions, chunk_plucker)
             single = dataclasses.replace(memory, samples_per_pass=None)
             return torch.cat(
@@ -477,6 +404,7 @@ class SanaWMTransformer(nn.Module):
                         backend=backend,
                         bf16_softmax=bf16_softmax,
                         memory=single,
+                        chunks=layout,
                     )
                     for i in range(0, latents.shape[0], per_pass)
                 ]
@@ -494,16 +422,49 @@ class SanaWMTransformer(nn.Module):
         y = self.attention_y_norm(self.y_embedder(text)).to(dtype)  # (B, L, D)
         keep = text_mask != 0  # (B, L) bool
 
-        cos, sin = rope_tables(*grid, self.config.head_dim, device=latents.device)  # (M, P) each
+        offset = 0 if layout is None else layout.frame_offset
+        cos, sin = rope_tables(*grid, self.config.head_dim, device=latents.device, frame_offset=offset)
         rays = ray_transforms(camera_conditions, grid, cos, sin, self.config.head_dim)
         ctx = BlockContext(
-            grid, cos, sin, rays, backend, bf16_softmax, memory.heads_per_chunk, memory.ffn_frames_per_chunk
+            grid,
+            cos,
+            sin,
+            rays,
+            backend,
+            bf16_softmax,
+            memory.heads_per_chunk,
+            memory.ffn_frames_per_chunk,
+            layout,
+            write_cache and cache is not None,
         )
-        for block in self.blocks:
-            x = block(x, y, keep, t0, plucker, ctx)  # (B, M, D)
+        for i, block in enumerate(self.blocks):
+            x = block(x, y, keep, t0, plucker, ctx, None if cache is None else cache.blocks[i])  # (B, M, D)
+        if cache is not None and write_cache:
+            assert layout is not None
+            cache.advance(len(layout.starts), num_frames)
 
         x = self.final_layer(x, t)  # (B, M, C) fp32
         return x.unflatten(1, grid).permute(0, 4, 1, 2, 3).contiguous()  # (B, C, T, h, w)
+
+    def _layout(
+        self, num_frames: int, chunks: ChunkLayout | None, cache: StreamCache | None
+    ) -> ChunkLayout | None:
+        """The chunk layout of a forward (see :meth:`forward`'s ``chunks`` and ``cache``)."""
+        if cache is not None:
+            if len(cache.blocks) != len(self.blocks):
+                raise InputError(
+                    f"cache: made for {len(cache.blocks)} blocks, the model has {len(self.blocks)}"
+                )
+            layout = cache.layout((0,) if chunks is None else chunks.starts)
+        elif chunks is not None:
+            layout = chunks
+        elif self.config.chunk_size is not None:
+            starts = chunk_starts(num_frames, self.config.chunk_size, self.config.chunk_strategy)
+            layout = ChunkLayout(tuple(starts))
+        else:
+            return None
+        layout.bounds(num_frames)  # the chunks must fit the frames
+        return layout
 
     def _check_inputs(
         self,

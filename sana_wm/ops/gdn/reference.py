@@ -14,6 +14,8 @@ Columns of ``K_t``, ``Q_t``, ``V_t`` are the frame's tokens. See ``sana_wm/ops/R
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -116,10 +118,61 @@ def cam_bidirectional(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, decay: Tens
     """Bidirectional numerator-only camera branch: forward inclusive plus backward exclusive read-outs."""
     q, k, v, beta, decay = _f32(q, k, v, beta, decay)
     out_fwd, _ = cam_forward_scan(q, k, v, beta, decay)
+    return out_fwd + _cam_backward_scan(q, k, v, beta, decay)
+
+
+def _cam_backward_scan(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, decay: Tensor) -> Tensor:
+    """Backward (exclusive) camera scan: frame ``t`` reads a state holding frames ``t+1 … T−1`` only."""
     b, n, t_len, _, e = q.shape
     kv = q.new_zeros(b, n, v.shape[-1], e)
     outs = []
     for t in reversed(range(t_len)):
         outs.append(q[:, :, t] @ kv.transpose(-1, -2))
         kv = _update_kv(kv, k[:, :, t], v[:, :, t], beta[:, :, t], decay[:, :, t])
-    return out_fwd + torch.stack(outs[::-1], dim=2)
+    return torch.stack(outs[::-1], dim=2)
+
+
+def _chunk_bounds(starts: Sequence[int], num_frames: int) -> list[tuple[int, int]]:
+    ends = [*starts[1:], num_frames]
+    return list(zip(starts, ends, strict=True))
+
+
+def gdn_chunk_causal(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_rot: Tensor,
+    k_rot: Tensor,
+    beta: Tensor,
+    decay: Tensor,
+    eps: float,
+    starts: Sequence[int],
+    initial_state: GDNState | None = None,
+) -> tuple[Tensor, GDNState]:
+    """Chunk-causal main branch: the forward scan runs over every frame from ``initial_state``, the backward
+    scan inside each chunk only; see :func:`sana_wm.ops.gdn.gdn_chunk_causal`."""
+    q, k, v, q_rot, k_rot, beta, decay = _f32(q, k, v, q_rot, k_rot, beta, decay)
+    num, den, state = gdn_forward_scan(q, k, v, q_rot, k_rot, beta, decay, initial_state)
+    for start, end in _chunk_bounds(starts, q.shape[2]):
+        part = (x[:, :, start:end] for x in (q, k, v, q_rot, k_rot, beta, decay))
+        num_bwd, den_bwd = _gdn_backward_scan(*part)
+        num[:, :, start:end] += num_bwd
+        den[:, :, start:end] += den_bwd
+    return num / (den[..., None] + eps), state
+
+
+def cam_chunk_causal(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    beta: Tensor,
+    decay: Tensor,
+    starts: Sequence[int],
+    initial_state: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Chunk-causal camera branch; see :func:`sana_wm.ops.gdn.cam_chunk_causal`."""
+    q, k, v, beta, decay = _f32(q, k, v, beta, decay)
+    out, state = cam_forward_scan(q, k, v, beta, decay, initial_state)
+    for start, end in _chunk_bounds(starts, q.shape[2]):
+        out[:, :, start:end] += _cam_backward_scan(*(x[:, :, start:end] for x in (q, k, v, beta, decay)))
+    return out, state

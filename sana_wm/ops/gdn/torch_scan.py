@@ -20,6 +20,8 @@ This differs from the per-frame loop in three ways, all exact in real arithmetic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -60,17 +62,34 @@ def affine_scan(A_XTEE: Tensor, b_XTRE: Tensor, initial_XRE: Tensor | None = Non
     return b
 
 
-def _bidirectional_states(A_BNTEE: Tensor, b_BNTRE: Tensor) -> Tensor:
+def _bidirectional_states(
+    A_BNTEE: Tensor,
+    b_BNTRE: Tensor,
+    starts: Sequence[int] = (0,),
+    initial_BNRE: Tensor | None = None,
+) -> Tensor:
     """Sum of the forward inclusive and backward exclusive states for every frame: ``(B, N, T, R, E)``.
 
     The backward direction at frame ``t`` holds frames ``t+1 … T−1``: scanning the maps of frames
-    ``T−1, T−2, …, 1`` after an identity map gives ``[0, X_{T−2}, …, X_0]``, flipped back afterwards.
+    ``T−1, T−2, …, 1`` after an identity map gives ``[0, X_{T−2}, …, X_0]``, flipped back afterwards. With
+    chunk ``starts`` the backward direction stays inside each chunk: the map of a chunk's first frame is
+    replaced by zero (``A = 0``, ``b = 0``), so the frame before it reads an empty state. The forward
+    direction starts from ``initial_BNRE`` (zero if None).
     """
     batch, heads, _, e, _ = A_BNTEE.shape
+    A_cut, b_cut = A_BNTEE, b_BNTRE
+    cuts = [s for s in starts if s > 0]
+    if cuts:
+        A_cut, b_cut = A_BNTEE.clone(), b_BNTRE.clone()
+        A_cut[:, :, cuts] = 0.0
+        b_cut[:, :, cuts] = 0.0
     eye = torch.eye(e, dtype=A_BNTEE.dtype, device=A_BNTEE.device).expand(batch, heads, 1, e, e)
-    A_bwd = torch.cat([eye, A_BNTEE[:, :, 1:].flip(2)], dim=2)
-    b_bwd = torch.cat([torch.zeros_like(b_BNTRE[:, :, :1]), b_BNTRE[:, :, 1:].flip(2)], dim=2)
-    states = affine_scan(torch.cat([A_BNTEE, A_bwd]), torch.cat([b_BNTRE, b_bwd]))
+    A_bwd = torch.cat([eye, A_cut[:, :, 1:].flip(2)], dim=2)
+    b_bwd = torch.cat([torch.zeros_like(b_cut[:, :, :1]), b_cut[:, :, 1:].flip(2)], dim=2)
+    initial = None
+    if initial_BNRE is not None:
+        initial = torch.cat([initial_BNRE, torch.zeros_like(initial_BNRE)])
+    states = affine_scan(torch.cat([A_BNTEE, A_bwd]), torch.cat([b_BNTRE, b_bwd]), initial)
     return states[:batch] + states[batch:].flip(2)
 
 
@@ -120,3 +139,53 @@ def cam_bidirectional(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, decay: Tens
     q, k, v, beta, decay = (t.float() for t in (q, k, v, beta, decay))
     states = _bidirectional_states(_transitions(k, beta, decay), _writes(k, v, beta))
     return q @ states.transpose(-1, -2)
+
+
+def _forward_final(A_BNTEE: Tensor, b_BNTRE: Tensor, initial_BNRE: Tensor | None) -> Tensor:
+    """The forward state after the last frame, ``(B, N, R, E)`` (one sequential pass over the maps)."""
+    state = torch.zeros_like(b_BNTRE[:, :, 0]) if initial_BNRE is None else initial_BNRE
+    for t in range(A_BNTEE.shape[2]):
+        state = state @ A_BNTEE[:, :, t] + b_BNTRE[:, :, t]
+    return state
+
+
+def gdn_chunk_causal(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_rot: Tensor,
+    k_rot: Tensor,
+    beta: Tensor,
+    decay: Tensor,
+    eps: float,
+    starts: Sequence[int],
+    initial_state: GDNState | None = None,
+) -> tuple[Tensor, GDNState]:
+    """Chunk-causal main branch; see :func:`sana_wm.ops.gdn.gdn_chunk_causal`."""
+    q, k, v, q_rot, k_rot, beta, decay = (t.float() for t in (q, k, v, q_rot, k_rot, beta, decay))
+    init_kv = None if initial_state is None else initial_state.kv.float()
+    init_z = None if initial_state is None else initial_state.z.float()[..., None, :]
+    A_kv, b_kv = _transitions(k_rot, beta, decay), _writes(k_rot, v, beta)
+    A_z, b_z = _transitions(k, beta, decay), beta[..., None, :] @ k
+    kv_states = _bidirectional_states(A_kv, b_kv, starts, init_kv)
+    z_states = _bidirectional_states(A_z, b_z, starts, init_z)
+    out = (q_rot @ kv_states.transpose(-1, -2)) / (q @ z_states.transpose(-1, -2) + eps)
+    final = GDNState(kv=_forward_final(A_kv, b_kv, init_kv), z=_forward_final(A_z, b_z, init_z)[..., 0, :])
+    return out, final
+
+
+def cam_chunk_causal(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    beta: Tensor,
+    decay: Tensor,
+    starts: Sequence[int],
+    initial_state: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Chunk-causal camera branch; see :func:`sana_wm.ops.gdn.cam_chunk_causal`."""
+    q, k, v, beta, decay = (t.float() for t in (q, k, v, beta, decay))
+    init = None if initial_state is None else initial_state.float()
+    A, b = _transitions(k, beta, decay), _writes(k, v, beta)
+    states = _bidirectional_states(A, b, starts, init)
+    return q @ states.transpose(-1, -2), _forward_final(A, b, init)

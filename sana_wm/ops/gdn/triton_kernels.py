@@ -220,6 +220,7 @@ def _affine_scan_kernel(
     states_ptr,
     init_ptr,
     final_ptr,
+    cut_ptr,
     T,
     E,
     R_KV,
@@ -238,6 +239,7 @@ def _affine_scan_kernel(
     stride_i_row,
     BIDIRECTIONAL: tl.constexpr,
     HAS_INIT: tl.constexpr,
+    HAS_CUTS: tl.constexpr,
     EMULATE: tl.constexpr,
     BLOCK_R: tl.constexpr,
     BLOCK_E: tl.constexpr,
@@ -246,7 +248,10 @@ def _affine_scan_kernel(
 
     Row blocks below ``R_KV`` step with map 0 (``M``); the block past them holds the single row ``R_KV``
     (``zᵀ``) and steps with map 1. Direction 1 (bidirectional only) runs ``t = T−1 … 0`` and emits the state
-    *before* frame ``t`` (exclusive); direction 0 emits the state after it (inclusive).
+    *before* frame ``t`` (exclusive); direction 0 emits the state after it (inclusive), starts from the
+    initial state (``HAS_INIT``) and writes the final one. ``HAS_CUTS``: ``cut_ptr`` holds one int32 per
+    frame, nonzero at the first frame of a chunk; direction 1 empties its state after such a frame, so the
+    backward direction stays inside each chunk (chunk-causal).
     """
     block = tl.program_id(0)
     direction = tl.program_id(1)
@@ -262,12 +267,12 @@ def _affine_scan_kernel(
     b_frames = b_ptr + bn * stride_b_bn + rows[:, None] * stride_b_row + cols[None, :]
     s_frames = states_ptr + bn * stride_s_bn + rows[:, None] * stride_s_row + cols[None, :]
 
+    x = tl.zeros((BLOCK_R, BLOCK_E), dtype=tl.float32)
     if HAS_INIT:
-        x = tl.load(
+        init = tl.load(
             init_ptr + bn * stride_i_bn + rows[:, None] * stride_i_row + cols[None, :], mask=tile_mask
         )
-    else:
-        x = tl.zeros((BLOCK_R, BLOCK_E), dtype=tl.float32)
+        x = tl.where(direction == 0, init, x)
     for i in range(T):
         if BIDIRECTIONAL:
             t = i + direction * (T - 1 - 2 * i)
@@ -283,10 +288,13 @@ def _affine_scan_kernel(
         if BIDIRECTIONAL:
             emitted = tl.where(direction == 0, x_next, x)
             tl.atomic_add(s_frames + t * stride_s_t, emitted, mask=tile_mask, sem="relaxed")
+            if HAS_CUTS:
+                cut = tl.load(cut_ptr + t)
+                x_next = tl.where((direction == 1) & (cut != 0), 0.0, x_next)
         else:
             tl.store(s_frames + t * stride_s_t, x_next, mask=tile_mask)
         x = x_next
-    if not BIDIRECTIONAL:
+    if direction == 0:
         tl.store(
             final_ptr + bn * stride_i_bn + rows[:, None] * stride_i_row + cols[None, :], x, mask=tile_mask
         )

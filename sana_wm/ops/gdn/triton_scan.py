@@ -9,6 +9,8 @@ Head dims up to 128 (padded to a power of two ≥ 16 with masks). No autograd: f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import triton
 from torch import Tensor
@@ -119,13 +121,24 @@ def _frame_maps(
 
 
 def _scan(
-    a: Tensor, b: Tensor, rows_kv: int, *, bidirectional: bool, init: Tensor | None = None
+    a: Tensor,
+    b: Tensor,
+    rows_kv: int,
+    *,
+    bidirectional: bool,
+    init: Tensor | None = None,
+    starts: Sequence[int] = (0,),
 ) -> tuple[Tensor, Tensor]:
-    """States of every frame ``(B·N, T, R, E)`` and the final state ``(B·N, R, E)`` (forward only)."""
+    """States of every frame ``(B·N, T, R, E)`` and the forward direction's final state ``(B·N, R, E)``;
+    bidirectional with chunk ``starts``: the backward direction stays inside each chunk."""
     bn, frames, rows, e = b.shape
     states = torch.zeros_like(b) if bidirectional else torch.empty_like(b)
     final = torch.empty(bn, rows, e, dtype=torch.float32, device=b.device)
     init_rows = final if init is None else init.contiguous()
+    cuts = [s for s in starts if s > 0]
+    cut_T = torch.zeros(frames, dtype=torch.int32)
+    cut_T[cuts] = 1
+    cut_T = cut_T.to(b.device)
     # Row blocks vary fastest: the blocks reading the same maps run at the same time (L2 hits).
     grid = (triton.cdiv(rows_kv, SCAN_BLOCK_R) + (rows > rows_kv), 2 if bidirectional else 1, bn)
     kernels._affine_scan_kernel[grid](
@@ -134,6 +147,7 @@ def _scan(
         states,
         init_rows,
         final,
+        cut_T,
         frames,
         e,
         rows_kv,
@@ -143,6 +157,7 @@ def _scan(
         *final.stride()[:2],
         BIDIRECTIONAL=bidirectional,
         HAS_INIT=init is not None,
+        HAS_CUTS=bidirectional and bool(cuts),
         EMULATE=kernels.INTERPRETED,
         BLOCK_R=SCAN_BLOCK_R,
         BLOCK_E=_block(e),
@@ -296,3 +311,59 @@ def cam_bidirectional(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, decay: Tens
         del a, b  # the maps' memory is free for the output
         out, _ = _read_out(q, None, states, v_dim, _READ_NUMERATOR)
     return out
+
+
+def gdn_chunk_causal(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_rot: Tensor,
+    k_rot: Tensor,
+    beta: Tensor,
+    decay: Tensor,
+    eps: float,
+    starts: Sequence[int],
+    initial_state: GDNState | None = None,
+) -> tuple[Tensor, GDNState]:
+    """Chunk-causal main branch; see :func:`sana_wm.ops.gdn.gdn_chunk_causal`."""
+    _check_inputs(dict(q=q, k=k, v=v, q_rot=q_rot, k_rot=k_rot, beta=beta, decay=decay))
+    batch, heads, _, _, e = q.shape
+    v_dim = v.shape[-1]
+    init = None
+    if initial_state is not None:
+        _check_state("initial_state.kv", initial_state.kv, (batch, heads, v_dim, e), q.device)
+        _check_state("initial_state.z", initial_state.z, (batch, heads, e), q.device)
+        init = _stacked_init(initial_state.kv, initial_state.z)
+    with on_device(q):
+        a, b = _frame_maps(k_rot, k, v, beta, decay)
+        states, final = _scan(a, b, v_dim, bidirectional=True, init=init, starts=starts)
+        del a, b  # the maps' memory is free for the output
+        out, _ = _read_out(q_rot, q, states, v_dim, _READ_DIVIDED, eps)
+    kv = final[:, :v_dim].reshape(batch, heads, v_dim, e).contiguous()
+    z = final[:, v_dim].reshape(batch, heads, e).contiguous()
+    return out, GDNState(kv=kv, z=z)
+
+
+def cam_chunk_causal(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    beta: Tensor,
+    decay: Tensor,
+    starts: Sequence[int],
+    initial_state: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Chunk-causal camera branch; see :func:`sana_wm.ops.gdn.cam_chunk_causal`."""
+    _check_inputs(dict(q=q, k=k, v=v, beta=beta, decay=decay))
+    batch, heads, _, _, e = q.shape
+    v_dim = v.shape[-1]
+    init = None
+    if initial_state is not None:
+        _check_state("initial_state", initial_state, (batch, heads, v_dim, e), q.device)
+        init = _stacked_init(initial_state, None)
+    with on_device(q):
+        a, b = _frame_maps(k, None, v, beta, decay)
+        states, final = _scan(a, b, v_dim, bidirectional=True, init=init, starts=starts)
+        del a, b  # the maps' memory is free for the output
+        out, _ = _read_out(q, None, states, v_dim, _READ_NUMERATOR)
+    return out, final.reshape(batch, heads, v_dim, e)

@@ -28,11 +28,14 @@ def axis_pairs(head_dim: int) -> tuple[int, int, int]:
     return head_dim // 2 - 2 * spatial, spatial, spatial
 
 
-def _axis_angles(positions: int, pairs: int, theta: float, device: torch.device | None) -> torch.Tensor:
-    """Angles ``(positions, pairs)`` in fp32 for one axis with ``pairs`` rotation pairs."""
+def _axis_angles(
+    positions: int, pairs: int, theta: float, device: torch.device | None, offset: int = 0
+) -> torch.Tensor:
+    """Angles ``(positions, pairs)`` in fp32 for one axis with ``pairs`` rotation pairs, at positions
+    ``offset … offset + positions − 1``."""
     width = 2 * pairs
     freqs = 1.0 / (theta ** (torch.arange(0, width, 2, dtype=torch.float32, device=device) / width))
-    return torch.outer(torch.arange(positions, device=device), freqs)
+    return torch.outer(torch.arange(offset, offset + positions, device=device), freqs)
 
 
 def rope_tables(
@@ -43,11 +46,13 @@ def rope_tables(
     *,
     theta: float = 10000.0,
     device: torch.device | str | None = None,
+    frame_offset: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosine and sine tables ``(cos_MP, sin_MP)`` (fp32) for a ``num_frames × height × width`` token grid."""
+    """Cosine and sine tables ``(cos_MP, sin_MP)`` (fp32) for a ``num_frames × height × width`` token grid
+    whose first frame sits at absolute position ``frame_offset`` (a chunk of a stream: "causal Wan RoPE")."""
     pt, ph, pw = axis_pairs(head_dim)
     device = torch.device(device) if device is not None else None
-    ang_t = _axis_angles(num_frames, pt, theta, device)[:, None, None, :].expand(
+    ang_t = _axis_angles(num_frames, pt, theta, device, frame_offset)[:, None, None, :].expand(
         num_frames, height, width, pt
     )
     ang_h = _axis_angles(height, ph, theta, device)[None, :, None, :].expand(num_frames, height, width, ph)

@@ -15,6 +15,8 @@ written: the causal filter forwards, backwards, minus the centre tap.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -32,5 +34,25 @@ def bidirectional_short_conv(x_BTSC: torch.Tensor, weight_CK: torch.Tensor) -> t
     weight = weight_CK.float()
     forward = _causal_conv_BTSC(x, weight)
     backward = _causal_conv_BTSC(x.flip(1), weight).flip(1)
+    y = forward + backward - weight[:, -1] * x
+    return y.to(x_BTSC.dtype)
+
+
+def chunk_causal_short_conv(
+    x_BTSC: torch.Tensor,
+    weight_CK: torch.Tensor,
+    starts: Sequence[int],
+    tail_BKSC: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """See :func:`sana_wm.ops.short_conv.chunk_causal_short_conv`."""
+    x = x_BTSC.float()
+    weight = weight_CK.float()
+    taps = weight.shape[-1]
+    tail = x.new_zeros(x.shape[0], taps - 1, *x.shape[2:]) if tail_BKSC is None else tail_BKSC.float()
+    forward = _causal_conv_BTSC(torch.cat([tail, x], dim=1), weight)[:, taps - 1 :]
+    backward = torch.zeros_like(x)
+    ends = [*starts[1:], x.shape[1]]
+    for start, end in zip(starts, ends, strict=True):
+        backward[:, start:end] = _causal_conv_BTSC(x[:, start:end].flip(1), weight).flip(1)
     y = forward + backward - weight[:, -1] * x
     return y.to(x_BTSC.dtype)

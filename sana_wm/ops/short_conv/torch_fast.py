@@ -6,6 +6,8 @@ one pass over the padded frames instead of two causal passes and a correction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -24,4 +26,31 @@ def bidirectional_short_conv(x_BTSC: torch.Tensor, weight_CK: torch.Tensor) -> t
     padded = F.pad(x, (0, 0, 0, 0, taps - 1, taps - 1))
     num_frames = x.shape[1]
     y = sum(symmetric_CJ[:, j] * padded[:, j : j + num_frames] for j in range(2 * taps - 1))
+    return y.to(x_BTSC.dtype)
+
+
+def chunk_causal_short_conv(
+    x_BTSC: torch.Tensor,
+    weight_CK: torch.Tensor,
+    starts: Sequence[int],
+    tail_BKSC: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """See :func:`sana_wm.ops.short_conv.chunk_causal_short_conv`: the past taps (and the current one) read
+    the frames before ``t`` across chunks, ``tail`` first; a future tap at offset ``d`` counts only where
+    ``t + d`` is in ``t``'s chunk."""
+    x = x_BTSC.float()
+    weight = weight_CK.float()
+    taps = weight.shape[-1]
+    num_frames = x.shape[1]
+    tail = x.new_zeros(x.shape[0], taps - 1, *x.shape[2:]) if tail_BKSC is None else tail_BKSC.float()
+    padded = torch.cat([tail, x, x.new_zeros(x.shape[0], taps - 1, *x.shape[2:])], dim=1)
+    y = sum(weight[:, j] * padded[:, j : j + num_frames] for j in range(taps))
+    ends = [*starts[1:], num_frames]
+    chunk_end_T = torch.tensor(
+        [end for start, end in zip(starts, ends, strict=True) for _ in range(start, end)], device=x.device
+    )
+    frame_T = torch.arange(num_frames, device=x.device)
+    for d in range(1, taps):
+        valid_T = (frame_T + d < chunk_end_T).to(x.dtype)[None, :, None, None]
+        y = y + weight[:, taps - 1 - d] * padded[:, taps - 1 + d : taps - 1 + d + num_frames] * valid_T
     return y.to(x_BTSC.dtype)

@@ -8,6 +8,9 @@ are zero), rounding once to the input's dtype. Frames are the slowest-varying gr
 frames a tile reads were just read by its neighbours and mostly come from L2. ``x`` is read with its own
 strides (the model's ``k`` is a chunk of the ``qkv`` projection, row stride ``3·C``); the output is
 contiguous ``(B, T, S, C)``. Offsets are int64 per frame, int32 inside a frame.
+
+The chunk-causal version has no kernel of its own: ``chunk_causal_short_conv`` is the ``"torch"`` one (it
+runs on a few frames per streamed chunk, far from the cost of the attention).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from torch import Tensor
 
 from sana_wm.errors import InputError
 from sana_wm.ops.launch import check_kernel_inputs, on_device
-from sana_wm.ops.short_conv.torch_fast import symmetric_taps
+from sana_wm.ops.short_conv.torch_fast import chunk_causal_short_conv, symmetric_taps
+
+__all__ = ["bidirectional_short_conv", "chunk_causal_short_conv", "short_conv_triton"]
 
 BLOCK_S, BLOCK_C = 16, 128
 
