@@ -25,7 +25,8 @@ Both run through diffusers' KV-cached forward: the sink's pre-RoPE K/V are captu
 over the sink frames alone, which is exactly what the sink's rows compute in the single forward of the
 official code, since they attend only to themselves) and re-rotated to the window's sink position. With one
 block and the sink at position 0 this is the official single-shot refiner; the sink pass is run once
-instead of in every step.
+instead of in every step. The loop is :class:`~.refiner_stream.RefinerStream`, which also serves streaming
+one block at a time.
 
 Text: the bare prompt, left padded to 1024 Gemma-3 tokens, all hidden states stacked; the connectors
 normalise them per layer (masked mean and range, x8) and project them. The official code normalises once,
@@ -47,42 +48,37 @@ billion parameters) is dropped at load time.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from diffusers import SanaWMLTX2RefinerTransformer3DModel
-from diffusers.models.transformers.transformer_sana_wm_refiner import SanaWMRefinerKVCache
 from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
-from tqdm import tqdm
 
 from sana_wm.errors import InputError
 from sana_wm.inference.offload import enable_block_streaming, on_device
+from sana_wm.inference.refiner_stream import (
+    REFINER_SIGMAS,
+    RefinerPrompt,
+    check_schedule,
+    refine_latents,
+)
+from sana_wm.inference.refiner_stream import (
+    RefinerStream as RefinerStream,  # re-exported: the stepper next to the whole-tensor refiner
+)
 from sana_wm.inference.request import OffloadMode, RefinerMode, RefinerSettings
 from sana_wm.inference.weights import RefinerPaths
-from sana_wm.samplers.flow import euler_step, velocity_from_x0, x0_from_velocity
 from sana_wm.text_encoder import REFINER_MAX_LENGTH, RefinerTextEncoder
 from sana_wm.utils.device import default_device, resolve_dtype
 
 if TYPE_CHECKING:
     from sana_wm.vae import VideoVAE
 
-REFINER_SIGMAS: tuple[float, ...] = (0.909375, 0.725, 0.421875, 0.0)
 DROPPED_PIXEL_FRAMES = 1
 # Name fragments of the audio stream's modules and parameters (top level and in every block).
 _AUDIO_MARKERS = ("audio", "a2v", "v2a", "av_cross")
-
-
-@dataclass(frozen=True)
-class RefinerPrompt:
-    """Connector output for one prompt: ``embeds_1LD`` (caption width of the DiT) and 0/1 ``mask_1L``."""
-
-    embeds_1LD: torch.Tensor
-    mask_1L: torch.Tensor
 
 
 def video_only(transformer: SanaWMLTX2RefinerTransformer3DModel) -> SanaWMLTX2RefinerTransformer3DModel:
@@ -255,118 +251,6 @@ class Refiner:
         return on_device(module, self.device, offload=self.offload != "none" and not streamed)
 
 
-def refine_latents(
-    transformer: SanaWMLTX2RefinerTransformer3DModel,
-    prompt: RefinerPrompt,
-    latents_BCThw: torch.Tensor,
-    *,
-    sink_size: int,
-    block_size: int,
-    kv_max_frames: int,
-    sigmas: Sequence[float],
-    generator: torch.Generator,
-    fps: float,
-    progress: bool = False,
-) -> torch.Tensor:
-    """The refinement loop (arguments already validated; see the module docstring for the recipe).
-
-    ``block_size >= T - sink_size`` is the single-shot refiner. Noise: one draw per block, in block order,
-    of the block's shape in the latents' dtype. The returned tensor is a new one in the latents' dtype.
-    """
-    dtype, num_frames = latents_BCThw.dtype, latents_BCThw.shape[2]
-    tokens_per_frame = latents_BCThw.shape[3] * latents_BCThw.shape[4]
-    # The schedule as float32 values, as the official code and diffusers hold it.
-    sigmas = torch.tensor(list(sigmas), dtype=torch.float32).tolist()
-    num_layers = len(transformer.transformer_blocks)
-    max_history = kv_max_frames - sink_size
-    cache = SanaWMRefinerKVCache(num_layers)
-    _forward(transformer, latents_BCThw[:, :, :sink_size], 0, 0.0, prompt, fps, cache, "capture_pre_rope")
-    for layer in range(num_layers):
-        cache.get(layer).store_sink(*cache.get(layer).get_captured_pre_rope())
-
-    out = latents_BCThw.clone()
-    starts = range(sink_size, num_frames, block_size)
-    bar = tqdm(total=len(starts) * (len(sigmas) - 1), desc="refine", unit="step", disable=not progress)
-    history = 0
-    for start in starts:
-        end = min(start + block_size, num_frames)
-        # The sink keeps its K/V but moves to the position right before the history window.
-        sink_at = start - history - sink_size
-        cache.sink_pe = _rope(transformer, latents_BCThw, range(sink_at, sink_at + sink_size), fps)
-        clean = latents_BCThw[:, :, start:end]
-        eps = torch.randn(clean.shape, generator=generator, device=clean.device, dtype=dtype)
-        x = ((1.0 - sigmas[0]) * clean.float() + sigmas[0] * eps.float()).to(dtype)
-        for sigma, sigma_next in itertools.pairwise(sigmas):
-            v = _forward(transformer, x, start, sigma, prompt, fps, cache, "inject")
-            # x0 rounded to the model dtype before the Euler step, as in the official code.
-            x0 = x0_from_velocity(x.float(), v.float(), sigma).to(dtype)
-            x = euler_step(x.float(), velocity_from_x0(x.float(), x0.float(), sigma), sigma, sigma_next).to(
-                dtype
-            )
-            bar.update(1)
-        out[:, :, start:end] = x
-        if end == num_frames:
-            break  # the last block's K/V would never be attended to
-        _forward(transformer, x, start, 0.0, prompt, fps, cache, "inject_and_capture_post_rope")
-        history += end - start
-        keep = min(history, max_history) * tokens_per_frame
-        for layer in range(num_layers):
-            layer_cache = cache.get(layer)
-            new_k, new_v = layer_cache.get_captured_post_rope()
-            old = layer_cache.get_history()
-            k, v = (
-                (new_k, new_v)
-                if old is None
-                else (torch.cat([old[0], new_k], 1), torch.cat([old[1], new_v], 1))
-            )
-            layer_cache.store_history(k[:, -keep:], v[:, -keep:])
-        history = min(history, max_history)
-    bar.close()
-    return out
-
-
-def _forward(
-    transformer: SanaWMLTX2RefinerTransformer3DModel,
-    x_BCThw: torch.Tensor,
-    first_frame: int,
-    sigma: float,
-    prompt: RefinerPrompt,
-    fps: float,
-    cache: SanaWMRefinerKVCache,
-    cache_mode: str,
-) -> torch.Tensor:
-    """One DiT call on frames ``[first_frame, first_frame + T)`` at ``sigma``; velocity ``(B, C, T, h, w)``"""
-    batch, channels, frames, height, width = x_BCThw.shape
-    tokens_BLC = x_BCThw.permute(0, 2, 3, 4, 1).reshape(batch, -1, channels)
-    scale = float(transformer.config.timestep_scale_multiplier)
-    timestep_BL = torch.full(tokens_BLC.shape[:2], sigma * scale, dtype=torch.float32, device=x_BCThw.device)
-    v_BLC = transformer(
-        hidden_states=tokens_BLC,
-        encoder_hidden_states=prompt.embeds_1LD,
-        timestep=timestep_BL,
-        video_rotary_emb=_rope(transformer, x_BCThw, range(first_frame, first_frame + frames), fps),
-        encoder_attention_mask=prompt.mask_1L,
-        kv_cache=cache,
-        kv_cache_mode=cache_mode,
-        return_dict=False,
-    )[0]
-    return v_BLC.reshape(batch, frames, height, width, -1).permute(0, 4, 1, 2, 3)
-
-
-def _rope(
-    transformer: SanaWMLTX2RefinerTransformer3DModel, like_BCThw: torch.Tensor, frames: range, fps: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    batch, _, _, height, width = like_BCThw.shape
-    return transformer.build_rotary_emb_for_absolute_positions(
-        batch_size=batch,
-        frame_positions=list(frames),
-        height=height,
-        width=width,
-        device=like_BCThw.device,
-        fps=float(fps),
-    )
-
-
 def _check_call(
     latents: torch.Tensor,
     channels: int,
@@ -380,12 +264,7 @@ def _check_call(
         shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
         raise InputError(f"latents: expected shape (1, {channels}, T, h, w), got {shape}")
     settings.check_frames(latents.shape[2])
-    values = list(sigmas)
-    decreasing = all(a > b for a, b in itertools.pairwise(values))
-    if len(values) < 2 or values[-1] != 0.0 or not decreasing or not 0.0 < values[0] <= 1.0:
-        raise InputError(f"sigmas: need a decreasing schedule in (0, 1] ending at 0.0, got {values}")
-    if not (math.isfinite(fps) and fps > 0):
-        raise InputError(f"--fps: must be > 0, got {fps}")
+    check_schedule(sigmas, fps)
     return latents.shape[2]
 
 
