@@ -9,7 +9,12 @@ from sana_wm.errors import InputError
 from sana_wm.inference.demo_model import DEMO_DIR, FIRST_FRAME_FILE, VAE_SUBFOLDER
 from sana_wm.tiny import randomize_latent_stats, tiny_ltx2_vae
 from sana_wm.vae import CausalConv3d, Upsampler3d, VideoVAE, to_uint8
-from sana_wm.vae_stream import StreamingDecoder, receptive_field_latents, replace_blank_frames
+from sana_wm.vae_stream import (
+    DEFAULT_LOOKAHEAD,
+    StreamingDecoder,
+    receptive_field_latents,
+    replace_blank_frames,
+)
 
 
 def _vae(causal: bool, **tiles: int) -> VideoVAE:
@@ -30,6 +35,11 @@ def _one_shot(ours: VideoVAE, latents: torch.Tensor, causal: bool | None = None)
         return ours.vae.decoder(ours.denormalize(latents), None, causal=causal)
 
 
+def _max_err(got: torch.Tensor, ref: torch.Tensor) -> float:
+    assert got.shape == ref.shape
+    return (got - ref).abs().max().item() if got.numel() else 0.0
+
+
 def _patched_forwards(ours: VideoVAE) -> list[str]:
     kinds = (CausalConv3d, Upsampler3d)
     return [
@@ -43,7 +53,7 @@ def test_causal_streaming_equals_one_shot_decode(split: list[int]) -> None:
     latents = _latents(10, seed=3)
     ref = ours.vae.decode(ours.denormalize(latents), causal=True).sample  # 10 latents: one decoder call
     decoder = StreamingDecoder(ours)
-    assert decoder.exact and decoder.context == 0
+    assert decoder.exact and decoder.context == 0 and decoder.lookahead == 0
     outs = _stream(decoder, latents, split)
     assert [o.shape[2] for o in outs] == [8 * (split[0] - 1) + 1] + [8 * k for k in split[1:]]
     got = torch.cat(outs, dim=2)
@@ -146,6 +156,11 @@ def test_refusals() -> None:
         StreamingDecoder(_vae(causal=True), context=3)
     with pytest.raises(InputError, match="context"):
         StreamingDecoder(_vae(causal=False), context=0)
+    for lookahead in (-1, True, 1.0):
+        with pytest.raises(InputError, match="lookahead"):
+            StreamingDecoder(_vae(causal=False), lookahead=lookahead)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="no latents"):
+        StreamingDecoder(_vae(causal=False)).flush()
     noisy = VideoVAE(tiny_ltx2_vae(8, seed=0, decoder_causal=True, decoder_inject_noise=(True,) * 4))
     with pytest.raises(InputError, match="noise"):
         StreamingDecoder(noisy)
@@ -173,7 +188,7 @@ def test_receptive_field_is_the_measured_reach_of_one_latent() -> None:
 def test_non_causal_context_makes_the_left_side_exact() -> None:
     ours = _vae(causal=False)
     latents = _latents(14, seed=11)
-    decoder = StreamingDecoder(ours)
+    decoder = StreamingDecoder(ours, lookahead=0)
     assert not decoder.exact and decoder.context == 7
     outs = _stream(decoder, latents, [4, 3, 3, 4])
     assert [o.shape[2] for o in outs] == [25, 24, 24, 32]
@@ -184,7 +199,7 @@ def test_non_causal_context_makes_the_left_side_exact() -> None:
         prefix = _one_shot(ours, latents[:, :, :end])
         assert (out - prefix[:, :, prefix.shape[2] - out.shape[2] :]).abs().max().item() <= 1e-5
     # One latent less context than the receptive field: the left edge now leaks into the chunk.
-    short = _stream(StreamingDecoder(ours, context=6), latents, [4, 3, 3, 4])
+    short = _stream(StreamingDecoder(ours, context=6, lookahead=0), latents, [4, 3, 3, 4])
     assert (short[3] - outs[3]).abs().max().item() > 1e-4
     # Against the one-shot decode, the chunks before the last one lack their right context.
     assert (torch.cat(outs[:3], dim=2) - _one_shot(ours, latents)[:, :, :73]).abs().max().item() > 0.1
@@ -202,7 +217,7 @@ def test_demo_vae_streaming_error_is_bounded() -> None:
     frames = [pixels[40 + round(20 * math.sin(i / 10)) :][:height, i : i + width] for i in range(73)]
     latents = ours.encode_video(torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2)[None])
     ref = ours.decode(latents)
-    decoder = StreamingDecoder(ours)
+    decoder = StreamingDecoder(ours, lookahead=0)
     assert decoder.context == 11
     got = torch.cat(_stream(decoder, latents, [4, 3, 3]), dim=2)
     err = (got - ref).abs()
@@ -211,3 +226,102 @@ def test_demo_vae_streaming_error_is_bounded() -> None:
     assert err[:, :, 49:].max().item() <= 1e-5  # the last chunk ends at the true right edge: exact
     per_frame = err.mean(dim=(0, 1, 3, 4))
     assert per_frame[24] > 5 * per_frame[0]  # the error grows towards a chunk's right edge
+    # The default lookahead of one chunk (3 latents): each chunk's frames come one call later, 35 dB better.
+    decoder = StreamingDecoder(ours)
+    assert decoder.lookahead == DEFAULT_LOOKAHEAD == 3
+    outs = [*_stream(decoder, latents, [4, 3, 3]), decoder.flush()]
+    assert [o.shape[2] for o in outs] == [1, 24, 24, 24]
+    err = (torch.cat(outs, dim=2) - ref).abs()
+    psnr = 10 * math.log10(4 / err.pow(2).mean().item())
+    assert err.max().item() <= 1.5 * 0.0112 and psnr >= 73.64 - 2  # measured: 0.0112 and 73.64 dB
+    assert err[:, :, 49:].max().item() <= 1e-5  # flushed with the true right edge: exact
+
+
+@pytest.mark.parametrize(
+    ("split", "lookahead", "counts"),
+    [
+        ([4, 3, 3, 4], 3, [1, 24, 24, 32, 24]),
+        ([4, 3, 3, 4], 0, [25, 24, 24, 32, 0]),
+        ([2, 1, 1, 5, 5], 3, [0, 0, 1, 40, 40, 24]),  # nothing final until a 4th latent arrives
+        ([1, 1, 12], 5, [0, 0, 65, 40]),
+        ([3, 3], 9, [0, 0, 41]),  # the whole video held back: flush is the one-shot decode
+    ],
+)
+def test_non_causal_lookahead_frame_accounting(split: list[int], lookahead: int, counts: list[int]) -> None:
+    ours = _vae(causal=False)
+    latents = _latents(sum(split), seed=12)
+    ref = _one_shot(ours, latents)
+    decoder = StreamingDecoder(ours, lookahead=lookahead)
+    assert decoder.context == 7
+    outs, consumed = [], 0
+    for chunk in torch.split(latents, split, dim=2):
+        outs.append(decoder.decode_chunk(chunk))
+        consumed += chunk.shape[2]
+        assert decoder.held_back == min(lookahead, consumed) and decoder.latent_frames == consumed
+        # Bounded state: `context` final latents and the held-back ones, never the whole history.
+        assert decoder.state_numel() == min(consumed, 7 + decoder.held_back) * 8 * 2 * 3
+        # Left side exact: the returned frames equal the one-shot decode of everything consumed so far.
+        prefix = _one_shot(ours, latents[:, :, :consumed])
+        done = sum(o.shape[2] for o in outs)
+        assert _max_err(outs[-1], prefix[:, :, done - outs[-1].shape[2] : done]) <= 1e-5
+    outs.append(decoder.flush())
+    assert [o.shape[2] for o in outs] == counts and sum(counts) == ref.shape[2]
+    assert all(o.shape[:2] == (1, 3) and o.shape[3:] == (64, 96) for o in outs)
+    assert decoder.held_back == 0 and decoder.state_numel() == 0
+    tail = outs[-1].shape[2]  # the flushed frames have the true right edge: exact
+    assert _max_err(outs[-1], ref[:, :, ref.shape[2] - tail :]) <= 1e-5
+    assert decoder.flush().shape[2] == 0  # flushing again: nothing left
+    with pytest.raises(InputError, match="flushed"):
+        decoder.decode_chunk(latents[:, :, :1])
+    decoder.reset()  # a new video
+    final = max(0, 4 - lookahead)
+    assert decoder.decode_chunk(latents[:, :, :4]).shape[2] == (8 * (final - 1) + 1 if final else 0)
+
+
+def test_lookahead_of_the_receptive_field_is_exact_and_less_is_better() -> None:
+    ours = _vae(causal=False)  # one-sided reach 6.625 latents
+    latents = _latents(16, seed=13)
+    ref = _one_shot(ours, latents)
+    errors = []
+    for lookahead in range(8):
+        decoder = StreamingDecoder(ours, lookahead=lookahead)
+        got = torch.cat([*_stream(decoder, latents, [4, 3, 3, 3, 3]), decoder.flush()], dim=2)
+        errors.append((got - ref).abs().max().item())
+    assert errors[7] <= 1e-5  # right context complete too
+    assert errors[0] > 0.1 and all(a > b for a, b in zip(errors, errors[1:], strict=False))
+
+
+def test_causal_decoder_refuses_lookahead_and_flushes_nothing() -> None:
+    with pytest.raises(InputError, match="lookahead"):
+        StreamingDecoder(_vae(causal=True), lookahead=3)
+    decoder = StreamingDecoder(_vae(causal=True), lookahead=0)  # 0 is what a causal decoder uses anyway
+    assert decoder.lookahead == 0
+    assert decoder.decode_chunk(_latents(4, seed=14)).shape[2] == 25 and decoder.held_back == 0
+    assert decoder.flush().shape == (1, 3, 0, 64, 96)
+    with pytest.raises(InputError, match="flushed"):
+        decoder.decode_chunk(_latents(1, seed=14))
+
+
+def test_non_causal_uint8_flush_and_failed_call() -> None:
+    ours = _vae(causal=False)
+    latents = _latents(7, seed=15)
+    ref = to_uint8(_one_shot(ours, latents)[0]).permute(1, 2, 3, 0).numpy()
+    decoder = StreamingDecoder(ours, replace_blank=True)  # lookahead 3
+    first = decoder.decode_chunk_uint8(latents[:, :, :2])
+    assert first.shape == (0, 64, 96, 3) and first.dtype == np.uint8  # everything held back
+
+    def boom(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    handle = ours.vae.decoder.conv_out.register_forward_hook(boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        decoder.decode_chunk_uint8(latents[:, :, 2:])
+    handle.remove()
+    assert decoder.held_back == 2 and decoder.latent_frames == 2  # as before the failed call
+    second = decoder.decode_chunk_uint8(latents[:, :, 2:])
+    third = decoder.flush_uint8()
+    assert (second.shape[0], third.shape[0]) == (25, 24)
+    got = np.concatenate([first, second, third])
+    assert got.shape == ref.shape and np.abs(got.astype(int) - ref).max() <= 20
+    assert np.abs(third.astype(int) - ref[25:]).max() <= 1  # flushed: exact up to float rounding
+    assert decoder.blank_frames_replaced == 0
