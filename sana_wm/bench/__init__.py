@@ -9,6 +9,7 @@ generations.
 | ``timing.py`` | warm-up + median timing, peak memory (allocator and device), matmul rate, per-module time |
 | ``transformer.py`` | transformer mode: ours against the peer per clip length |
 | ``pipeline.py`` | pipeline mode: random full-size components, per-stage time and memory |
+| ``stream.py`` | stream mode: a streamed generation, per chunk (latency, steady state, memory) |
 | ``report.py`` | environment header, JSON, markdown rows for BENCHMARKS.md |
 """
 
@@ -25,7 +26,11 @@ __all__ = ["BenchSettings", "bench_settings", "run_bench"]
 def run_bench(settings: BenchSettings, command: str) -> dict[str, Any]:
     """Run the benchmark ``settings`` describe; returns the whole report (environment, settings, results)."""
     env = environment(settings, command)
-    if settings.mode == "pipeline":
+    if settings.mode == "stream":
+        from sana_wm.bench.stream import run_stream_bench
+
+        body = run_stream_bench(settings)
+    elif settings.mode == "pipeline":
         from sana_wm.bench.pipeline import run_pipeline_bench
 
         body = run_pipeline_bench(settings)

@@ -123,10 +123,34 @@ def pipeline_rows(body: dict[str, Any]) -> list[str]:
     return rows
 
 
+STREAM_HEADER = (
+    "| frames (chunks) | variant | first chunk s | steady s/chunk | real-time × | total s "
+    "| peak alloc GiB (after chunk 2 / end) | device GiB |\n|---|---|---|---|---|---|---|---|"
+)
+
+
+def stream_rows(body: dict[str, Any]) -> list[str]:
+    """One markdown row per length and variant of a stream report body."""
+    rows = []
+    for entry in body["lengths"]:
+        peaks = entry.get("peak_allocated_gib_after_chunk") or []
+        growth = f"{_num(peaks[1], 2)} / {_num(peaks[-1], 2)}" if len(peaks) > 1 else "n/a"
+        rows.append(
+            f"| {entry['frames']} ({entry['chunks']}) | {entry['variant']} "
+            f"| {_num(entry['first_chunk_s'], 3)} | {_num(entry['steady_chunk_s'], 3)} "
+            f"| {_num(entry['realtime_factor'])} | {_num(entry['total_s'])} "
+            f"| {growth} | {_num(entry.get('peak_device_gib'), 1)} |"
+        )
+    return rows
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The header and rows for BENCHMARKS.md, plus a line naming the card, date and matmul rate."""
     env = report["environment"]
-    if report["settings"]["mode"] == "pipeline":
+    if report["settings"]["mode"] == "stream":
+        table = [STREAM_HEADER, *stream_rows(report)]
+        note = f"{env['date']}, {env['device']}, torch {env['torch']}"
+    elif report["settings"]["mode"] == "pipeline":
         table = [PIPELINE_HEADER, *pipeline_rows(report)]
         note = f"{env['date']}, {env['device']}, torch {env['torch']}"
     else:

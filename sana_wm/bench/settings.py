@@ -17,12 +17,12 @@ from sana_wm.latent_shape import latent_frames
 from sana_wm.ops import check_backend
 from sana_wm.utils.device import resolve_device, resolve_dtype
 
-Mode = Literal["transformer", "pipeline"]
-MODES: tuple[str, ...] = ("transformer", "pipeline")
+Mode = Literal["transformer", "pipeline", "stream"]
+MODES: tuple[str, ...] = ("transformer", "pipeline", "stream")
 SPATIAL_STRIDE = 32
 
-DEFAULT_FRAMES = {"transformer": (161, 321, 961), "pipeline": (161,)}
-TINY_FRAMES = {"transformer": (9, 17), "pipeline": (17,)}
+DEFAULT_FRAMES = {"transformer": (161, 321, 961), "pipeline": (161,), "stream": (961,)}
+TINY_FRAMES = {"transformer": (9, 17), "pipeline": (17,), "stream": (49,)}
 FULL_SIZE = (704, 1280)
 TINY_SIZE = (128, 192)
 FULL_MATMUL = 8192
@@ -47,7 +47,8 @@ class BenchSettings:
 
     Attributes:
         mode: ``"transformer"`` (one forward = one step, ours against the peer) or ``"pipeline"`` (a whole
-            generation with random full-size components, per-stage time and memory).
+            generation with random full-size components, per-stage time and memory) or ``"stream"`` (a
+            streamed generation chunk by chunk: first-chunk latency, steady state, memory per chunk).
         frames: pixel frame counts, one measurement each.
         tiny: the ``tiny`` preset and tiny pipeline components (CPU smoke runs).
         device, dtype: where and in what precision the models run.
@@ -110,7 +111,9 @@ class BenchSettings:
             check_backend(self.backend)
         except InputError as err:
             raise InputError(f"--{err}") from None
-        allowed = OFFLOAD_MODES if self.mode == "pipeline" else ("none", "group")
+        allowed = {"pipeline": OFFLOAD_MODES, "transformer": ("none", "group"), "stream": ("none",)}[
+            self.mode
+        ]
         if self.offload not in allowed:
             raise InputError(
                 f"--offload: {self.offload!r} is not one of {', '.join(allowed)} in {self.mode} mode"

@@ -22,6 +22,7 @@ _COMMANDS = (
     "trajectory",
     "overlay_demo",
     "generate",
+    "stream",
     "worlds",
     "cache_latents",
     "train",

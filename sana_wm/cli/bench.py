@@ -24,9 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--mode",
-        choices=("transformer", "pipeline"),
+        choices=("transformer", "pipeline", "stream"),
         default="transformer",
-        help="transformer: one forward = one step, ours vs the peer (default); pipeline: whole generations",
+        help="transformer: one forward = one step, ours vs the peer (default); pipeline: whole generations; "
+        "stream: a streamed generation chunk by chunk",
     )
     p.add_argument(
         "--frames",

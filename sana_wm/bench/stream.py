@@ -1,0 +1,163 @@
+"""Streaming benchmark: a streamed generation with random-weight full-size components, per chunk.
+
+The chunk-causal transformer (``sana_wm_streaming_1600m_720p``: the release architecture, chunks of 3 latent
+frames), the causal LTX-2 VAE (the released architecture with ``decoder_causal=True``, as the streaming
+release's ``ltx2_causal_vae``) and Gemma-2 are built with random weights on the device (tiny stand-ins with
+``--tiny``); the sampler is the student's (4 Euler steps + the cache-write pass per chunk, no guidance). The
+video is noise: only time and memory mean anything.
+
+Per length and variant (``stage1``: sampling only; ``decode``: sampling + causal decode to uint8 frames on
+the host; ``refiner``: plus the chunk-causal refiner, when built): seconds of every chunk (ready to ready),
+first-chunk latency (from the start of sampling, after prompt and image encoding), the steady state (median
+chunk time from the third chunk on), the real-time factor (1.5 s of video per 24-frame chunk / steady chunk
+time), peak allocated memory after each chunk (to show it does not grow) and the device's peak (NVML).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from sana_wm.bench.build import free
+from sana_wm.bench.pipeline import (
+    LTX2_VAE,
+    PROMPT,
+    TINY_LATENT_CHANNELS,
+    action_for,
+    build_pipeline,
+    first_frame,
+)
+from sana_wm.bench.settings import BenchSettings
+from sana_wm.bench.timing import DeviceMemoryMonitor
+from sana_wm.camera import action_to_c2w, default_intrinsics
+from sana_wm.inference.pipeline import Pipeline
+from sana_wm.inference.streaming import StreamSession, StreamSettings, snap_stream_frames
+from sana_wm.models import SanaWMTransformer, tiny
+from sana_wm.models.variants import sana_wm_streaming_1600m_720p
+from sana_wm.tiny import tiny_ltx2_vae
+from sana_wm.vae import VideoVAE
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("stage1", "decode")
+SECONDS_PER_CHUNK = 24 / 16  # 24 pixel frames at 16 fps
+
+
+class _NoDecode:
+    """Stands in for the decoder in the ``stage1`` variant: no frames."""
+
+    def decode_chunk_uint8(self, latents: torch.Tensor) -> np.ndarray:
+        return np.zeros((0, 1, 1, 3), np.uint8)
+
+    def flush_uint8(self) -> np.ndarray:
+        return np.zeros((0, 1, 1, 3), np.uint8)
+
+
+def build_stream_pipeline(settings: BenchSettings) -> Pipeline:
+    """The pipeline of :func:`~sana_wm.bench.pipeline.build_pipeline` with a chunk-causal transformer and a
+    causal VAE decoder (random weights)."""
+    pipe = build_pipeline(
+        small=settings.tiny,
+        device=settings.device,
+        dtype=settings.dtype,
+        offload="none",
+        backend=settings.backend,
+    )
+    config = tiny() if settings.tiny else sana_wm_streaming_1600m_720p()
+    if settings.tiny:
+        import dataclasses
+
+        config = dataclasses.replace(config, chunk_size=3)
+    with torch.device("meta"):
+        transformer = SanaWMTransformer(config)
+    transformer = transformer.to(dtype=settings.dtype).to_empty(device=settings.device)
+    transformer.init_weights()
+    pipe.transformer = transformer.eval()
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(settings.dtype)
+    try:
+        with torch.device(settings.device):
+            if settings.tiny:
+                vae = tiny_ltx2_vae(TINY_LATENT_CHANNELS, seed=None, decoder_causal=True)
+            else:
+                from diffusers import AutoencoderKLLTX2Video
+
+                vae = AutoencoderKLLTX2Video(**{**LTX2_VAE, "decoder_causal": True}).eval()
+    finally:
+        torch.set_default_dtype(default_dtype)
+    pipe.vae = VideoVAE(vae)
+    return pipe
+
+
+def run_stream_bench(settings: BenchSettings) -> dict[str, Any]:
+    """One streamed generation per length and variant; returns the report's body."""
+    start = time.perf_counter()
+    pipe = build_stream_pipeline(settings)
+    build_s = time.perf_counter() - start
+    lengths = []
+    for frames in settings.frames:
+        for variant in VARIANTS:
+            log.info("stream: %d frames, %s", frames, variant)
+            lengths.append(_stream(pipe, frames, variant, settings))
+            free(settings.device)
+    return {
+        "preset": "tiny" if settings.tiny else "sana_wm_streaming_1600m_720p",
+        "config": pipe.transformer.config.to_dict(),
+        "build_random_weights_s": build_s,
+        "lengths": lengths,
+    }
+
+
+def _stream(pipe: Pipeline, frames: int, variant: str, settings: BenchSettings) -> dict[str, Any]:
+    frames = snap_stream_frames(frames)
+    size = (settings.height, settings.width)
+    c2w = action_to_c2w(action_for(frames))[:frames]
+    stream_settings = StreamSettings(height=size[0], width=size[1], seed=settings.seed)
+    cuda = settings.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(settings.device)
+    entry: dict[str, Any] = {"frames": frames, "variant": variant}
+    with DeviceMemoryMonitor(settings.device) as monitor:
+        session = StreamSession.create(
+            pipe,
+            first_frame(*size),
+            PROMPT,
+            c2w,
+            default_intrinsics(size),
+            frames,
+            stream_settings,
+            decoder=_NoDecode() if variant == "stage1" else None,
+        )
+        if cuda:
+            torch.cuda.synchronize(settings.device)
+        begin = time.perf_counter()
+        ready, peaks, decoded = [], [], 0
+        for chunk in session:
+            ready.append(time.perf_counter() - begin)
+            decoded += chunk.frames.shape[0]
+            if cuda:
+                peaks.append(torch.cuda.max_memory_allocated(settings.device) / 2**30)
+    per_chunk = np.diff([0.0, *ready]).tolist()
+    steady = statistics.median(per_chunk[2:]) if len(per_chunk) > 2 else per_chunk[-1]
+    entry.update(
+        {
+            "chunks": len(per_chunk),
+            "frames_decoded": decoded,
+            "first_chunk_s": ready[0],
+            "steady_chunk_s": steady,
+            "realtime_factor": SECONDS_PER_CHUNK / steady,
+            "total_s": ready[-1],
+            "chunk_s": per_chunk,
+            "peak_allocated_gib_after_chunk": peaks,
+            "peak_allocated_gib": max(peaks) if peaks else None,
+            "peak_device_gib": monitor.peak_gib,
+            "device_memory_source": monitor.source,
+            "cache_bytes": session.cache.nbytes() if session.cache is not None else None,
+        }
+    )
+    return entry
