@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections import defaultdict
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from sana_wm.bench.build import materialize
 from sana_wm.inference.offload import on_device
 from sana_wm.inference.refiner import Refiner, RefinerPrompt, video_only
 from sana_wm.inference.request import REFINER_MODES
@@ -65,19 +65,6 @@ GEMMA3_12B = dict(
     query_pre_attn_scalar=256,
     sliding_window=1024,
 )
-
-
-def materialize(
-    module: torch.nn.Module, device: torch.device, dtype: torch.dtype, seed: int
-) -> torch.nn.Module:
-    """A ``meta`` module (no buffers) on ``device`` in ``dtype`` with small random values, fan-in scaled."""
-    module = module.to(dtype=dtype).to_empty(device=device)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    with torch.no_grad():
-        for param in module.parameters():
-            std = 1.0 / math.sqrt(param.shape[1]) if param.ndim > 1 else 0.02
-            param.normal_(0.0, std, generator=generator)
-    return module.eval()
 
 
 def build_parts(*, small: bool, device: torch.device, dtype: torch.dtype, gemma: bool):

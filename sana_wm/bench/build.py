@@ -162,3 +162,16 @@ def free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def materialize(
+    module: torch.nn.Module, device: torch.device, dtype: torch.dtype, seed: int
+) -> torch.nn.Module:
+    """A ``meta`` module (no buffers) on ``device`` in ``dtype`` with small random values, fan-in scaled."""
+    module = module.to(dtype=dtype).to_empty(device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        for param in module.parameters():
+            std = 1.0 / math.sqrt(param.shape[1]) if param.ndim > 1 else 0.02
+            param.normal_(0.0, std, generator=generator)
+    return module.eval()

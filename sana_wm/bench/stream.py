@@ -7,10 +7,12 @@ release's ``ltx2_causal_vae``) and Gemma-2 are built with random weights on the 
 video is noise: only time and memory mean anything.
 
 Per length and variant (``stage1``: sampling only; ``decode``: sampling + causal decode to uint8 frames on
-the host; ``refiner``: plus the chunk-causal refiner, when built): seconds of every chunk (ready to ready),
-first-chunk latency (from the start of sampling, after prompt and image encoding), the steady state (median
-chunk time from the third chunk on), the real-time factor (1.5 s of video per 24-frame chunk / steady chunk
-time), peak allocated memory after each chunk (to show it does not grow) and the device's peak (NVML).
+the host; ``refiner``: plus the chunk-causal refiner, LTX-2's video stream with random weights (13.0 B
+parameters) and a random 256-token prompt, sink 1, blocks of 3, history 10 frames): seconds of every chunk
+(ready to ready), first-chunk latency (from the start of sampling, after prompt and image encoding), the
+steady state (median chunk time from the third chunk on), the real-time factor (1.5 s of video per 24-frame
+chunk / steady chunk time), peak allocated memory after each chunk (to show it does not grow) and the
+device's peak (NVML).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from sana_wm.vae import VideoVAE
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("stage1", "decode")
+VARIANTS = ("stage1", "decode", "refiner")
+REFINER_PROMPT_TOKENS = 256
 SECONDS_PER_CHUNK = 24 / 16  # 24 pixel frames at 16 fps
 
 
@@ -94,16 +97,49 @@ def build_stream_pipeline(settings: BenchSettings) -> Pipeline:
     return pipe
 
 
+def build_refiner(settings: BenchSettings) -> tuple[Any, Any]:
+    """The refiner DiT (video only) with random weights (LTX-2's architecture, or the tiny stand-in) and a
+    random encoded prompt of :data:`REFINER_PROMPT_TOKENS` tokens."""
+    from diffusers import SanaWMLTX2RefinerTransformer3DModel
+
+    from sana_wm.bench.build import materialize
+    from sana_wm.inference.refiner import video_only
+    from sana_wm.inference.refiner_stream import RefinerPrompt
+    from sana_wm.tiny import tiny_refiner_transformer
+
+    with torch.device("meta"):
+        model = (
+            tiny_refiner_transformer(TINY_LATENT_CHANNELS, perturb_seed=None)
+            if settings.tiny
+            else SanaWMLTX2RefinerTransformer3DModel()
+        )
+    transformer = materialize(video_only(model), settings.device, settings.dtype, seed=0)
+    gen = torch.Generator(settings.device).manual_seed(3)
+    width = transformer.config.caption_channels
+    embeds = torch.randn(
+        1, REFINER_PROMPT_TOKENS, width, generator=gen, device=settings.device, dtype=settings.dtype
+    )
+    mask = torch.ones(1, REFINER_PROMPT_TOKENS, dtype=torch.int64, device=settings.device)
+    return transformer, RefinerPrompt(embeds, mask)
+
+
 def run_stream_bench(settings: BenchSettings) -> dict[str, Any]:
     """One streamed generation per length and variant; returns the report's body."""
     start = time.perf_counter()
     pipe = build_stream_pipeline(settings)
     build_s = time.perf_counter() - start
     lengths = []
-    for frames in settings.frames:
-        for variant in VARIANTS:
+    refiner: tuple[Any, Any] | None = None
+    for variant in VARIANTS:
+        if variant == "refiner":
+            try:
+                refiner = build_refiner(settings)
+            except torch.cuda.OutOfMemoryError:
+                lengths.append({"frames": settings.frames[0], "variant": variant, "result": "oom building"})
+                break
+        for frames in settings.frames:
             log.info("stream: %d frames, %s", frames, variant)
-            lengths.append(_stream(pipe, frames, variant, settings))
+            lengths.append(_stream(pipe, frames, variant, settings, refiner))
             free(settings.device)
     return {
         "preset": "tiny" if settings.tiny else "sana_wm_streaming_1600m_720p",
@@ -113,7 +149,9 @@ def run_stream_bench(settings: BenchSettings) -> dict[str, Any]:
     }
 
 
-def _stream(pipe: Pipeline, frames: int, variant: str, settings: BenchSettings) -> dict[str, Any]:
+def _stream(
+    pipe: Pipeline, frames: int, variant: str, settings: BenchSettings, refiner: tuple[Any, Any] | None
+) -> dict[str, Any]:
     frames = snap_stream_frames(frames)
     size = (settings.height, settings.width)
     c2w = action_to_c2w(action_for(frames))[:frames]
@@ -122,6 +160,15 @@ def _stream(pipe: Pipeline, frames: int, variant: str, settings: BenchSettings) 
     if cuda:
         torch.cuda.reset_peak_memory_stats(settings.device)
     entry: dict[str, Any] = {"frames": frames, "variant": variant}
+    refine = None
+    if variant == "refiner":
+        from sana_wm.inference.refiner_stream import RefinerStream
+        from sana_wm.inference.streaming import refiner_stage
+
+        assert refiner is not None
+        refine = refiner_stage(
+            RefinerStream(refiner[0], refiner[1], seed=settings.seed, device=settings.device)
+        )
     with DeviceMemoryMonitor(settings.device) as monitor:
         session = StreamSession.create(
             pipe,
@@ -132,6 +179,7 @@ def _stream(pipe: Pipeline, frames: int, variant: str, settings: BenchSettings) 
             frames,
             stream_settings,
             decoder=_NoDecode() if variant == "stage1" else None,
+            refiner=refine,
         )
         if cuda:
             torch.cuda.synchronize(settings.device)

@@ -296,6 +296,7 @@ class StreamSession:
         if self.refiner is None:
             stages.pop(1)
         emitted = 0
+        self._skip = 1 if self.refiner is not None else 0  # the refiner's sink frame is not part of the video
         with pipe._using(pipe.transformer), pipe._using(pipe.vae.vae):
             for work in self._schedule(stages, streams):
                 chunk = self._finish(work, emitted, begin)
@@ -364,10 +365,32 @@ class StreamSession:
         frames = work.frames
         if isinstance(frames, torch.Tensor):
             frames = frames.cpu().numpy()
+        skip = min(self._skip, frames.shape[0])
+        frames, self._skip = frames[skip:], self._skip - skip
         count = frames.shape[0]
         latents = work.latents.to("cpu") if work.latents is not None else torch.empty(0)
-        c2w = _poses(self.c2w_F44, emitted, count)
+        first = emitted + (1 if self.refiner is not None else 0)  # pose index of frames[0]
+        c2w = _poses(self.c2w_F44, first, count)
         return StreamChunk(work.index, frames, emitted, c2w, latents, time.perf_counter() - begin)
+
+
+def refiner_stage(stream: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Adapt a :class:`~sana_wm.inference.refiner_stream.RefinerStream` (sink 1, blocks of 3) to a stream's
+    refiner stage: the first chunk's frame 0 (the image latent) becomes the sink, output unchanged; every
+    later chunk is one refiner block. The video then starts at frame 1 (the sink's decoded frame is dropped,
+    as the official streaming orchestrator does)."""
+    started = False
+
+    def run(latents_1CThw: torch.Tensor) -> torch.Tensor:
+        nonlocal started
+        if started:
+            return stream.refine_block(latents_1CThw)
+        started = True
+        sink = latents_1CThw[:, :, :1]
+        stream.start(sink)
+        return torch.cat([sink, stream.refine_block(latents_1CThw[:, :, 1:])], dim=2)
+
+    return run
 
 
 def _poses(c2w_F44: np.ndarray, first: int, count: int) -> np.ndarray:
