@@ -289,8 +289,8 @@ class StreamSession:
         begin = time.perf_counter()
         cond_mask_T = torch.zeros(self.num_latents)
         cond_mask_T[0] = 1.0
-        sampler = sample_self_forcing(
-            self._model_fn, self.noise, self.settings.sigmas(), self.segments, cond_mask_T=cond_mask_T
+        sampler = sample_self_forcing(  # on a copy: the session's noise stays as drawn
+            self._model_fn, self.noise.clone(), self.settings.sigmas(), self.segments, cond_mask_T=cond_mask_T
         )
         stages = [self._stage1(sampler), self._refine, self._decode]
         if self.refiner is None:

@@ -1,0 +1,146 @@
+"""The streaming pipeline on tiny components (CPU, fp32): the rollout equals a loop over the official rule
+written out here, the camera can grow between chunks, frames and poses line up, bad input is refused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from helpers.tiny_parts import INTRINSICS, PROMPT, make_pipeline
+
+from sana_wm.camera import action_to_c2w
+from sana_wm.errors import InputError
+from sana_wm.inference.streaming import StreamSession, StreamSettings, snap_stream_frames
+from sana_wm.models import SanaWMTransformer
+from sana_wm.models.causal import StreamCache
+
+HEIGHT, WIDTH = 64, 96
+FRAMES = 49  # latents 7: chunks [0, 4) and [4, 7)
+
+
+@pytest.fixture(scope="module")
+def causal_pipe(tiny):
+    pipe = make_pipeline(tiny)
+    model = SanaWMTransformer(dataclasses.replace(tiny.ours.config, chunk_size=3)).eval()
+    model.load_state_dict(tiny.ours.state_dict())
+    pipe.transformer = model
+    return pipe
+
+
+def _session(pipe, c2w=None, **overrides) -> StreamSession:
+    settings = StreamSettings(height=HEIGHT, width=WIDTH, seed=3, **overrides)
+    poses = action_to_c2w("w-30,jw-30") if c2w is None else c2w
+    return StreamSession.create(
+        pipe, _image(), PROMPT, poses[:FRAMES], np.array(INTRINSICS), FRAMES, settings, decoder=_Keep()
+    )
+
+
+def _image():
+    from helpers.tiny_parts import source_image
+
+    return source_image()
+
+
+class _Keep:
+    """A decoder that decodes nothing: the tests compare latents."""
+
+    first = True
+
+    def decode_chunk_uint8(self, latents):
+        count, self.first = 8 * latents.shape[2] - 7 * self.first, False
+        return np.zeros((count, 1, 1, 3), np.uint8)
+
+    def flush_uint8(self):
+        return np.zeros((0, 1, 1, 3), np.uint8)
+
+
+def test_snap_stream_frames() -> None:
+    assert [snap_stream_frames(n) for n in (1, 25, 48, 49, 241, 250)] == [25, 25, 25, 49, 241, 241]
+
+
+@torch.no_grad()
+def test_stream_equals_the_official_rule_written_out(causal_pipe) -> None:
+    """Per chunk: the student's 4 Euler steps (1000/960/889/727 → 0, frame 0 held at t = 0 and restored),
+    each a read-only forward on the chunk, then a timestep-0 forward that writes the cache."""
+    session = _session(causal_pipe)
+    got = torch.cat([chunk.latents for chunk in session], dim=2)
+
+    model, x = causal_pipe.transformer, session.noise.clone()
+    cache = StreamCache(len(model.blocks), window=2, sink=True)
+    sigmas = [1.0, 0.96, 0.889, 0.727, 0.0]
+    for start, end in ((0, 4), (4, 7)):
+        camera, plucker = session._camera(start, end)
+        for k in range(4):
+            t = torch.full((1, 1, end - start), 1000.0 * sigmas[k])
+            if start == 0:
+                t[:, :, 0] = 0.0
+            v = model(
+                x[:, :, start:end], t, session.text_BLD, session.text_mask_BL, camera, plucker, cache=cache
+            )
+            stepped = x[:, :, start:end] + (sigmas[k + 1] - sigmas[k]) * v
+            if start == 0:
+                stepped[:, :, 0] = session.noise[:, :, 0]
+            x[:, :, start:end] = stepped
+        zero = torch.zeros(1, 1, end - start)
+        model(
+            x[:, :, start:end],
+            zero,
+            session.text_BLD,
+            session.text_mask_BL,
+            camera,
+            plucker,
+            cache=cache,
+            write_cache=True,
+        )
+    assert (got - x).abs().max() <= 1e-5 * x.abs().max()
+    assert torch.equal(got[:, :, 0], session.noise[:, :, 0])  # the image latent stays
+
+
+def test_camera_can_grow_between_chunks(causal_pipe) -> None:
+    full = action_to_c2w("w-30,jw-30")[:FRAMES]
+    want = [chunk.latents for chunk in _session(causal_pipe, full)]
+    session = _session(causal_pipe, full[:25])  # poses of the first chunk only
+    chunks = iter(session)
+    first = next(chunks)
+    with pytest.raises(InputError, match="extend_camera"):
+        next(chunks)
+    assert torch.equal(first.latents, want[0])
+    session = _session(causal_pipe, full[:25])
+    chunks = iter(session)
+    next(chunks)
+    turned = action_to_c2w("w-24,lw-30")[25:FRAMES]  # a different second chunk
+    session.extend_camera(turned)
+    second = next(chunks)
+    assert (second.latents - want[1]).abs().max() > 1e-3  # the new poses were followed
+    session = _session(causal_pipe, full[:25])
+    chunks = iter(session)
+    next(chunks)
+    session.extend_camera(full[25:])
+    assert torch.equal(next(chunks).latents, want[1])
+
+
+def test_frames_and_poses_line_up(causal_pipe) -> None:
+    chunks = list(_session(causal_pipe))
+    assert [c.frames.shape[0] for c in chunks] == [25, 24]
+    assert [c.first_frame for c in chunks] == [0, 25]
+    poses = action_to_c2w("w-30,jw-30")[:FRAMES]
+    assert np.array_equal(np.concatenate([c.c2w for c in chunks]), poses)
+
+
+def test_bad_input(tiny, causal_pipe) -> None:
+    with pytest.raises(InputError, match="bidirectional"):
+        _session(make_pipeline(tiny))
+    with pytest.raises(InputError, match="24k"):
+        StreamSession.create(
+            causal_pipe,
+            _image(),
+            PROMPT,
+            action_to_c2w("w-60"),
+            np.array(INTRINSICS),
+            41,
+            StreamSettings(height=HEIGHT, width=WIDTH),
+        )
+    with pytest.raises(InputError, match="denoising_step_list"):
+        StreamSettings(step_list="1000,500")
