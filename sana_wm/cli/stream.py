@@ -82,10 +82,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     weights.add_argument(
         *flag("--text_encoder_path"), dest="text_encoder_path", metavar="DIR", help="Gemma-2 folder"
     )
+    refiner = p.add_argument_group(
+        "the chunk-causal refiner (the release only, on by default; the video then starts at frame 1)"
+    )
+    refiner.add_argument(*flag("--no_refiner"), dest="no_refiner", action="store_true", help="stage 1 only")
+    refiner.add_argument(
+        *flag("--refiner_kv_max_frames"),
+        dest="refiner_kv_max_frames",
+        type=int,
+        default=11,
+        help="sink + history latent frames a refiner block attends to (11; at least 4)",
+    )
+    refiner.add_argument(
+        *flag("--refiner_seed"), dest="refiner_seed", type=int, default=42, help="default 42"
+    )
+    refiner.add_argument(
+        *flag("--refiner_checkpoint"),
+        dest="refiner_checkpoint",
+        metavar="DIR",
+        help="transformer/ + connectors/",
+    )
+    refiner.add_argument(
+        *flag("--refiner_gemma_root"), dest="refiner_gemma_root", metavar="DIR", help="the refiner's Gemma-3"
+    )
+    refiner.add_argument(
+        *flag("--refiner_fp8"), dest="refiner_fp8", action="store_true", help="refiner weights in float8"
+    )
     runtime = p.add_argument_group("runtime")
     runtime.add_argument("--device", help="default: cuda if available, else cpu")
     runtime.add_argument("--dtype", choices=sorted(DTYPES), help="default: bfloat16 on cuda, float32 on cpu")
     runtime.add_argument("--backend", choices=BACKENDS, default="auto", help="the transformer's ops")
+    runtime.add_argument(
+        "--offload",
+        choices=("none", "group"),
+        default="none",
+        help="group: stream the transformers' blocks from pinned CPU memory (less GPU memory, slower)",
+    )
     runtime.add_argument(
         "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars, warnings only"
     )
@@ -94,11 +126,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sana_wm.inference.job import GenerateJob
+    from sana_wm.inference.offload import prefer_expandable_segments
     from sana_wm.inference.stream_job import StreamJob, run_stream_job
 
     quiet = bool(getattr(args, "quiet", False))
     if quiet:
         silence_library_progress()
+    prefer_expandable_segments(args.offload)  # before anything touches CUDA
     inputs = GenerateJob(
         source=model_source(args),
         runtime=runtime_settings(args),

@@ -48,6 +48,10 @@ class StreamJob:
     step_list: str | None = None
     num_cached_blocks: int = 2
     sink: bool = True
+    refine: bool = True  # the release's chunk-causal refiner (never for the demo model, which has none)
+    refiner_kv_max_frames: int = 11
+    refiner_seed: int = 42
+    refiner_fp8: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,13 @@ class StreamResult:
     timings: dict[str, Any]
 
 
-def load_stream_pipeline(source: ModelSource, runtime: RuntimeSettings) -> Pipeline:
-    """The chunk-causal stage-1 pipeline of ``source``: the demo model's chunk-causal version, or streaming
-    weights (a chunk-causal config is required)."""
+def load_stream_pipeline(
+    source: ModelSource, runtime: RuntimeSettings, *, refiner: bool = False, refiner_fp8: bool = False
+) -> tuple[Pipeline, Any]:
+    """The chunk-causal stage-1 pipeline of ``source`` (the demo model's chunk-causal version, or streaming
+    weights: a chunk-causal config is required) and, with ``refiner``, the release's refiner
+    (:class:`~sana_wm.inference.refiner.Refiner`, else None). Everything missing is reported before any
+    weight is loaded."""
     from sana_wm.inference.run import resolve_backend
 
     device = resolve_device(runtime.device)
@@ -72,7 +80,7 @@ def load_stream_pipeline(source: ModelSource, runtime: RuntimeSettings) -> Pipel
 
         pipe = load_demo_pipeline(device, directory=source.demo_dir, dtype=dtype, backend=backend)
         pipe.transformer = _demo_chunk_causal(pipe.transformer, Path(source.demo_dir), device, dtype)
-        return pipe
+        return pipe, None
     from sana_wm.inference.streaming_weights import load_streaming_transformer, resolve_streaming_weights
     from sana_wm.text_encoder import TextEncoder
     from sana_wm.vae import VideoVAE
@@ -145,16 +153,38 @@ def run_stream_job(job: StreamJob, *, progress: bool = True) -> StreamResult:
         seed=sampling.seed,
     )
     load_start = time.perf_counter()
-    pipe = load_stream_pipeline(inputs.source, inputs.runtime)
+    if job.refine and not demo and job.refiner_kv_max_frames < 2:
+        raise InputError(
+            f"--refiner_kv_max_frames: at least 2 (the sink and one frame), got {job.refiner_kv_max_frames}"
+        )
+    if inputs.runtime.offload not in ("none", "group"):
+        raise InputError("--offload: a stream uses every component for every chunk: none or group")
+    pipe, stage2 = load_stream_pipeline(
+        inputs.source, inputs.runtime, refiner=job.refine and not demo, refiner_fp8=job.refiner_fp8
+    )
     timings: dict[str, Any] = {"load": time.perf_counter() - load_start}
+    refine = None
+    if stage2 is not None:
+        from sana_wm.inference.refiner_stream import RefinerStream
+        from sana_wm.inference.streaming import refiner_stage
+
+        stream = RefinerStream(
+            stage2.transformer,
+            stage2.encode_prompt(request.prompt),
+            kv_max_frames=job.refiner_kv_max_frames,
+            seed=job.refiner_seed,
+            device=pipe.device,
+        )
+        stage2.release_text_encoder()
+        refine = refiner_stage(stream)
     from sana_wm.inference.pipeline import _source_intrinsics
 
     c2w_F44 = request.c2w_F44[:frames]
     source_F4, intrinsics_source = _source_intrinsics(request.image, request.camera.intrinsics, frames)
     session = StreamSession.create(
-        pipe, request.image, request.prompt, c2w_F44, source_F4[0], frames, settings
+        pipe, request.image, request.prompt, c2w_F44, source_F4[0], frames, settings, refiner=refine
     )
-    controls = _hud_controls(c2w_F44) if spec.overlay else None
+    controls = _hud_controls(c2w_F44[1:] if refine is not None else c2w_F44) if spec.overlay else None
     chunk_seconds, emitted = [], 0
     bar = tqdm(total=len(session.segments), desc="stream", unit="chunk", disable=not progress)
     with StreamingVideoWriter(video_path, fps=spec.fps) as writer:
@@ -174,9 +204,10 @@ def run_stream_job(job: StreamJob, *, progress: bool = True) -> StreamResult:
         chunk_ready_s=[round(s, 3) for s in chunk_seconds],
         total=time.perf_counter() - started,
     )
+    first_pose = 1 if refine is not None else 0  # the refiner's sink frame is not in the video
     write_sidecar(
         sidecar_path,
-        c2w=c2w_F44[:emitted],
+        c2w=c2w_F44[first_pose : first_pose + emitted],
         intrinsics=session.intrinsics_4[None].repeat(emitted, axis=0),
         settings=_sidecar(job, request, spec, settings, pipe, intrinsics_source, emitted, timings),
         seed=settings.seed,
@@ -227,6 +258,16 @@ def _sidecar(
         "num_frames": frames,
         "fps": spec.fps,
         "stream": dataclasses.asdict(settings),
+        "refiner": (
+            {
+                "kv_max_frames": job.refiner_kv_max_frames,
+                "seed": job.refiner_seed,
+                "block_size": 3,
+                "sink_size": 1,
+            }
+            if job.refine and job.inputs.source.demo_dir is None
+            else None
+        ),
         "action_overlay": spec.overlay,
         "model": source.kind,
         "model_path": source.model_path or str(source.demo_dir),
