@@ -151,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
         step_list=args.step_list,
         num_cached_blocks=args.num_cached_blocks,
         sink=not args.no_sink,
+        refine=not args.no_refiner,
+        refiner_kv_max_frames=args.refiner_kv_max_frames,
+        refiner_seed=args.refiner_seed,
+        refiner_fp8=args.refiner_fp8,
     )
     result = run_stream_job(job, progress=not quiet)
     print(

@@ -90,16 +90,27 @@ def load_stream_pipeline(
         config=source.config if isinstance(source.config, str) else None,
         vae_path=source.vae_path,
         text_encoder_path=source.text_encoder_path,
-        refiner=False,
+        refiner=refiner,
+        refiner_checkpoint=source.refiner_checkpoint,
+        refiner_gemma_root=source.refiner_gemma_root,
     )
-    transformer = load_streaming_transformer(paths, source.config, device, dtype)
+    home = device if runtime.offload == "none" else torch.device("cpu")
+    transformer = load_streaming_transformer(paths, source.config, home, dtype)
     text_encoder = TextEncoder.from_pretrained(
-        paths.text_encoder, dtype=dtype, device=device, local_files_only=True
+        paths.text_encoder, dtype=dtype, device=home, local_files_only=True
     )
-    vae = VideoVAE.from_pretrained(
-        paths.vae, dtype=dtype, device=device, local_files_only=True, subfolder=None
+    vae = VideoVAE.from_pretrained(paths.vae, dtype=dtype, device=home, local_files_only=True, subfolder=None)
+    pipe = Pipeline(
+        transformer, text_encoder, vae, device=device, backend=backend or "torch", offload=runtime.offload
     )
-    return Pipeline(transformer, text_encoder, vae, device=device, backend=backend or "torch")
+    stage2 = None
+    if refiner and paths.refiner is not None:
+        from sana_wm.inference.refiner import Refiner
+
+        stage2 = Refiner.from_paths(
+            paths.refiner, device=device, dtype=dtype, offload=runtime.offload, fp8=refiner_fp8
+        )
+    return pipe, stage2
 
 
 def _demo_chunk_causal(
