@@ -1,6 +1,5 @@
 """GPU check of the chunk-causal kernels: a tiny model streamed chunk by chunk with the Triton backend against
-one windowed forward with the torch backend (fp32 and bf16), and the full-size streamed chunk against a
-one-pass forward of the same chunks (bf16, Triton). Prints relative L2 errors; exits 1 above the bounds.
+one windowed forward with the torch backend (fp32 and bf16). Prints relative L2 errors; exits 1 above the bounds.
 
     python benchmarks/stream_parity_gpu.py
 """
