@@ -164,6 +164,8 @@ class StreamSession:
     refiner: Callable[[torch.Tensor], torch.Tensor] | None = None
     cache: StreamCache | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    _camera_key: tuple[int, int, int] | None = None
+    _camera_value: Any = None
 
     @classmethod
     @torch.no_grad()
@@ -193,7 +195,14 @@ class StreamSession:
         cropped, crop = resize_and_center_crop(image, settings.height, settings.width)
         intrinsics = transform_intrinsics_for_crop(np.asarray(intrinsics_4, np.float64)[None], crop)[0]
         guided = settings.cfg_scale != 1.0
+        # Gemma-2 is needed once per stream: on a GPU it visits for the prompt and goes back to the CPU.
+        visiting = pipe.device.type == "cuda" and pipe.offload == "none"
+        if visiting:
+            pipe.text_encoder.model.to(pipe.device)
         text_BLD, mask_BL = pipe._encode_text(prompt, settings.negative_prompt, guided, False)
+        if visiting:
+            pipe.text_encoder.model.to("cpu")
+            torch.cuda.empty_cache()
         first_latent = pipe._encode_first_frame(cropped)
         noise = pipe._initial_latents(
             first_latent, num_frames, settings.height, settings.width, settings.seed
@@ -235,6 +244,13 @@ class StreamSession:
         self.c2w_F44 = np.concatenate([self.c2w_F44, poses])
 
     def _camera(self, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Camera tensors of latent frames ``[start, end)`` (kept for the chunk's forwards)."""
+        key = (start, end, self.c2w_F44.shape[0])
+        if self._camera_key != key:
+            self._camera_value, self._camera_key = self._chunk_camera(start, end), key
+        return self._camera_value
+
+    def _chunk_camera(self, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Camera tensors of latent frames ``[start, end)`` from the path so far (poses up to pixel
         ``8(end − 1)``)."""
         stride = self.pipe.stride.time
