@@ -54,6 +54,11 @@ class RunConfig:
         cpu_threads: intra-op threads on CPU (0 keeps PyTorch's default; 1 is much faster for tiny
             models on a busy machine).
         init_from: weights to start from (any file or folder ``load_transformer`` reads), else random.
+        trainable: ``fnmatch`` patterns over parameter names (state-dict names, e.g. ``blocks.*.attn.proj.*``)
+            of the parameters to train; empty trains all. The others keep their initial weights bit for bit
+            (no gradient, not in the optimiser, unchanged in the EMA); a pattern that matches no parameter is
+            an :class:`InputError` when the model is built. Fixed for the life of a run (a resume with
+            another set is refused: the optimiser state would not fit).
     """
 
     model: SanaWMConfig = field(default_factory=SanaWMConfig)
@@ -72,8 +77,12 @@ class RunConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_threads: int = 0
     init_from: str | None = None
+    trainable: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for pattern in self.trainable:
+            if not isinstance(pattern, str) or not pattern.strip():
+                raise InputError(f"trainable: expected non-empty name patterns, got {pattern!r}")
         for name in ("max_steps", "global_batch_size", "grad_accum_steps"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name}: must be >= 1, got {getattr(self, name)}")

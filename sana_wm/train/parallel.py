@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import functools
 import os
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -204,6 +206,34 @@ def _probe_unused(probe: SanaWMTransformer) -> frozenset[str]:
     return frozenset(name for name, p in probe.named_parameters() if p.grad is None)
 
 
+def select_trainable(names: Collection[str], patterns: Sequence[str]) -> set[str]:
+    """The names matched by any of the ``fnmatch`` ``patterns`` (case-sensitive; all names when there are
+    none); a pattern that matches no name is an :class:`InputError` (a typo would silently train less)."""
+    if not patterns:
+        return set(names)
+    chosen: set[str] = set()
+    for pattern in patterns:
+        matched = {name for name in names if fnmatch.fnmatchcase(name, pattern)}
+        if not matched:
+            example = ", ".join(sorted(names)[:3])
+            raise InputError(
+                f"trainable: pattern {pattern!r} matches no parameter of the model (names look like "
+                f"{example}, ...)"
+            )
+        chosen |= matched
+    return chosen
+
+
+def trainable_names(model_cfg: SanaWMConfig, patterns: Sequence[str] = ()) -> list[str]:
+    """Parameter names (model order) that :func:`build_model` trains for ``patterns``: those matched
+    (:func:`select_trainable`) that the forward uses (not :func:`unused_parameters`)."""
+    with torch.device("meta"):
+        model = SanaWMTransformer(model_cfg)
+    names = [name for name, _ in model.named_parameters()]
+    chosen, unused = select_trainable(names, patterns), unused_parameters(model_cfg)
+    return [name for name in names if name in chosen and name not in unused]
+
+
 def build_model(
     model_cfg: SanaWMConfig,
     cfg: ParallelConfig,
@@ -211,18 +241,21 @@ def build_model(
     *,
     seed: int,
     init_from: str | None = None,
+    trainable: Sequence[str] = (),
 ) -> SanaWMTransformer:
     """The trainable transformer on ``info.device``: plain when single-process, FSDP2-sharded otherwise
     (order in the module docstring).
 
-    :func:`unused_parameters` are frozen, so every trainable parameter receives a gradient and the
-    optimiser state (what DCP saves and expects on load) is complete from the first step.
+    Only parameters matched by ``trainable`` (:func:`select_trainable`; all when empty) require gradients,
+    and of those not the :func:`unused_parameters`, so every trainable parameter receives a gradient and
+    the optimiser state (what DCP saves and expects on load) is complete from the first step. This is set
+    on the meta model, before wrapping and sharding, so FSDP2 carries the flags into its shards.
     """
     with torch.device("meta"):
         model = SanaWMTransformer(model_cfg)
-    unused = unused_parameters(model_cfg)
+    trained = set(trainable_names(model_cfg, trainable))
     for name, param in model.named_parameters():
-        param.requires_grad_(name not in unused)
+        param.requires_grad_(name in trained)
     if cfg.activation_checkpointing:
         apply_activation_checkpointing(model)
     if cfg.compile:

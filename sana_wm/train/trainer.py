@@ -122,7 +122,9 @@ class Trainer:
         parallel.barrier(info)
         config_dict = cfg.to_dict()
 
-        model = parallel.build_model(cfg.model, cfg.parallel, info, seed=cfg.seed, init_from=cfg.init_from)
+        model = parallel.build_model(
+            cfg.model, cfg.parallel, info, seed=cfg.seed, init_from=cfg.init_from, trainable=cfg.trainable
+        )
         model.train()
         optimizer = build_optimizer(model, cfg.optim)
         ema = EMA(model, cfg.ema) if cfg.ema.enabled else None
@@ -249,12 +251,19 @@ class Trainer:
         return TrainResult(step, stopped, last_checkpoint)
 
     def _check_resume(self, checkpoint: Path, config_dict: dict[str, Any]) -> None:
-        changed = config_diff(read_run_config(checkpoint), config_dict)
+        saved = read_run_config(checkpoint)
+        saved.setdefault("trainable", [])  # written before the field existed: the run trained everything
+        changed = config_diff(saved, config_dict)
         model_changes = [k for k in changed if k.startswith("model.")]
         if model_changes:
             raise InputError(
                 f"out_dir: {self.cfg.out_dir} holds a run of another model ({', '.join(model_changes)} "
                 "differ); use a new out_dir"
+            )
+        if "trainable" in changed:
+            raise InputError(
+                f"out_dir: {self.cfg.out_dir} holds a run that trains other parameters (trainable "
+                f"{saved.get('trainable', [])} there, {list(self.cfg.trainable)} now); use a new out_dir"
             )
         if changed:
             log.warning("resuming %s with changed settings: %s", checkpoint, ", ".join(changed))
