@@ -2,7 +2,9 @@
 
 The streamed rollout (one chunk per forward, the cache carried) must equal one forward over all chunks with
 the block-causal window rule, and that forward must equal an independent dense-mask attention; GDN states,
-short-conv and FFN tails carried across chunks must equal one pass.
+short-conv and FFN tails carried across chunks must equal one pass. (The Triton kernels are checked op by op
+in tests/ops/test_chunk_causal_ops.py; the whole model streamed with them on a GPU by
+benchmarks/stream_parity_gpu.py: the Triton interpreter takes minutes for a whole model.)
 """
 
 from __future__ import annotations
@@ -67,12 +69,6 @@ def test_streamed_chunks_equal_one_windowed_forward(window: int, sink: bool, bac
         one_pass = model(**inputs, chunks=ChunkLayout(STARTS, window=window, sink=sink), backend=backend)
     streamed = _stream(model, inputs, window, sink, backend)
     assert _rel(streamed, one_pass) <= 1e-5
-
-
-def test_stream_with_triton_kernels_equals_torch(triton_interpreter: None) -> None:
-    model, inputs = _model(), _inputs()
-    want = _stream(model, inputs, 2, True, "torch")
-    assert _rel(_stream(model, inputs, 2, True, "triton"), want) <= 1e-4
 
 
 def _allowed(query_chunk: int, key_chunk: int, window: int, sink: bool) -> bool:
