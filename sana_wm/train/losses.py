@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from sana_wm.errors import InputError
+from sana_wm.samplers.chunked import chunk_starts as sampler_chunk_starts
 from sana_wm.samplers.flow import interpolate, velocity_target
 from sana_wm.samplers.schedules import shift_sigmas
 
@@ -144,28 +145,16 @@ def logit_normal_t(rng: np.random.Generator, mean: float = 0.0, std: float = 1.0
 def chunk_starts(num_frames: int, chunk_size: int | None, strategy: ChunkStrategy) -> list[int]:
     """Start frame of every chunk (official ``chunk_index_from_chunk_size``); ``[0]`` without chunking.
 
-    ``uniform``: 0, cs, 2cs, ...; ``first_frame``: 0, 1, 1+cs, ...; ``first_chunk_plus_one``: 0, cs+1,
-    2cs+1, ... (frame 0 plus the first cs frames form chunk 0). A last chunk shorter than ``cs`` is merged
-    into the previous one, e.g. T = 121, cs = 3, first_chunk_plus_one: 0, 4, 7, ..., 118 (40 chunks).
+    :func:`sana_wm.samplers.chunked.chunk_starts` (the one definition, which the chunk-causal model also
+    uses) under the official strategy names: ``uniform``, ``first_frame``, ``first_chunk_plus_one`` (T = 121,
+    cs = 3: 0, 4, 7, ..., 118, 40 chunks).
     """
     if chunk_size is None or num_frames <= 1:
         return [0]
-    if strategy == "uniform":
-        starts = list(range(0, num_frames, chunk_size))
-        keep = 1
-    elif strategy == "first_frame":
-        starts = [0, *range(1, num_frames, chunk_size)]
-        keep = 2
-    elif strategy == "first_chunk_plus_one":
-        if num_frames <= chunk_size + 1:
-            return [0]
-        starts = [0, *range(chunk_size + 1, num_frames, chunk_size)]
-        keep = 1
-    else:
+    if strategy not in ("uniform", "first_frame", "first_chunk_plus_one"):
         raise InputError(f"loss.chunk_strategy: unknown strategy {strategy!r}")
-    if len(starts) > keep and num_frames - starts[-1] < chunk_size:
-        starts.pop()
-    return starts
+    ours = "first_plus_one" if strategy == "first_chunk_plus_one" else strategy
+    return sampler_chunk_starts(num_frames, chunk_size, ours)
 
 
 @functools.cache
