@@ -13,7 +13,9 @@
 6. the first frame VAE-encoded to latent frame 0;
 7. noise ``N(0, I)`` of shape ``(1, C, T, h, w)`` drawn on the CPU by ``torch.Generator().manual_seed(seed)``
    in the model dtype (a seed gives the same noise on any device), frame 0 replaced by the image latent;
-8. the flow sampler (default per-frame-timestep Euler, frame 0 held clean) with guidance;
+8. the flow sampler (default per-frame-timestep Euler, frame 0 held clean) with guidance; a chunk-causal model
+   (the official chunk-causal teacher) samples with the official ``ChunkFlowEuler`` staircase instead (as
+   its config's ``vis_sampler`` asks);
 9. VAE decoding to uint8 frames, lazily: :class:`DecodedFrames` decodes one temporal tile at a time while it
    is iterated, so a minute of 704 x 1280 video is never held as float pixels.
 
@@ -52,8 +54,10 @@ from sana_wm.inference.offload import default_memory_plan, enable_block_streamin
 from sana_wm.inference.request import GenerationRequest, OffloadMode
 from sana_wm.latent_shape import LatentShape, VaeStride
 from sana_wm.models import MemoryPlan, SanaWMConfig, SanaWMTransformer
+from sana_wm.models.causal import ChunkLayout
 from sana_wm.ops import Backend
 from sana_wm.samplers import cfg_model_fn, flow_sigmas, sample_euler, sample_heun, sample_ltx_euler
+from sana_wm.samplers.chunked import chunk_starts, sample_chunk_flow_euler
 from sana_wm.utils.device import resolve_device, resolve_dtype
 from sana_wm.utils.image import resize_and_center_crop
 from sana_wm.utils.timing import timed_stage
@@ -265,29 +269,37 @@ class Pipeline:
 
         plan = self.memory if self.memory is not None else default_memory_plan(self.offload, noise.shape)
 
-        def model_fn(x: torch.Tensor, timestep_B1T: torch.Tensor) -> torch.Tensor:
+        def model_fn(
+            x: torch.Tensor, timestep_B1T: torch.Tensor, chunks: ChunkLayout | None = None
+        ) -> torch.Tensor:
+            frames = x.shape[2]  # the chunk-causal staircase feeds a prefix of the clip
             return self.transformer(
                 x,
                 timestep_B1T,
                 text_BLD,
                 text_mask_BL,
-                camera_B_T20,
-                plucker_B_CThw,
+                camera_B_T20[:, :frames],
+                plucker_B_CThw[:, :, :frames],
                 backend=self.backend,
                 memory=plan,
+                chunks=chunks,
             )
 
         cond_mask_T = torch.zeros(noise.shape[2])
         cond_mask_T[0] = 1.0  # latent frame 0 is the clean image
         bar = functools.partial(tqdm, desc="denoise", unit="step", disable=not progress)
+        sigmas = flow_sigmas(settings.steps, settings.flow_shift)
         with stage("sampling"), self._using(self.transformer, streamed=self.offload == "group"):
-            latents = SAMPLERS[settings.sampler](
-                cfg_model_fn(model_fn, settings.cfg_scale) if guided else model_fn,
-                noise,
-                flow_sigmas(settings.steps, settings.flow_shift),
-                cond_mask_T=cond_mask_T,
-                progress=bar,
-            )
+            if self.transformer.config.chunk_causal:
+                latents = self._staircase(model_fn, noise, sigmas, settings.cfg_scale if guided else None)
+            else:
+                latents = SAMPLERS[settings.sampler](
+                    cfg_model_fn(model_fn, settings.cfg_scale) if guided else model_fn,
+                    noise,
+                    sigmas,
+                    cond_mask_T=cond_mask_T,
+                    progress=bar,
+                )
         timings["sampling_per_step"] = timings["sampling"] / settings.steps
         return GenerationOutput(
             frames=self.lazy_frames(latents, num_frames, timings=timings, memory=memory, progress=progress),
@@ -299,6 +311,32 @@ class Pipeline:
             timings=timings,
             peak_memory_gib=memory,
         )
+
+    def _staircase(
+        self,
+        model_fn: Callable[..., torch.Tensor],
+        noise: torch.Tensor,
+        sigmas: torch.Tensor,
+        scale: float | None,
+    ) -> torch.Tensor:
+        """A chunk-causal model (the official chunk-causal teacher) samples with the official
+        ``ChunkFlowEuler``: the diffusion-forcing staircase over its chunks (chunk ``i`` starts its
+        ``steps`` at global step ``i·steps/chunks``; only started chunks are fed), whatever ``sampler``
+        says."""
+        config = self.transformer.config
+        starts = chunk_starts(noise.shape[2], config.chunk_size or 1, config.chunk_strategy)
+        log.info("chunk-causal model: sampling with the chunk staircase over %d chunks", len(starts))
+
+        def prefix_fn(x: torch.Tensor, t_B1T: torch.Tensor, active: Sequence[int]) -> torch.Tensor:
+            layout = ChunkLayout(tuple(active))
+            if scale is None:
+                return model_fn(x, t_B1T, layout)
+            v_uncond, v_cond = model_fn(torch.cat([x, x]), torch.cat([t_B1T, t_B1T]), layout).chunk(2)
+            return v_uncond + scale * (v_cond - v_uncond)
+
+        cond_mask_T = torch.zeros(noise.shape[2])
+        cond_mask_T[0] = 1.0
+        return sample_chunk_flow_euler(prefix_fn, noise, sigmas, starts, cond_mask_T=cond_mask_T)
 
     def lazy_frames(
         self,

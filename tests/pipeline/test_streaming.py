@@ -144,3 +144,36 @@ def test_bad_input(tiny, causal_pipe) -> None:
         )
     with pytest.raises(InputError, match="denoising_step_list"):
         StreamSettings(step_list="1000,500")
+
+
+@torch.no_grad()
+def test_generate_with_a_chunk_causal_model_runs_the_official_staircase(causal_pipe) -> None:
+    """``generate`` with a chunk-causal model (the official chunk-causal teacher) samples with the
+    diffusion-forcing staircase (``ChunkFlowEuler``) over the model's chunks, feeding only started chunks."""
+    from sana_wm.inference import CameraPath, GenerationRequest, SamplingSettings
+    from sana_wm.samplers import flow_sigmas
+    from sana_wm.samplers.chunked import sample_chunk_flow_euler
+
+    request = GenerationRequest(
+        image=_image(),
+        prompt=PROMPT,
+        camera=CameraPath.from_action("w-30,jw-30", intrinsics=np.array(INTRINSICS)),
+        sampling=SamplingSettings(num_frames=FRAMES, steps=3, cfg_scale=1.0, height=HEIGHT, width=WIDTH),
+    )
+    got = causal_pipe(request, progress=False).latents
+    seen = []
+    real = causal_pipe.transformer.forward
+
+    def spy(*args, **kwargs):
+        seen.append((args[0].shape[2], kwargs["chunks"].starts))
+        return real(*args, **kwargs)
+
+    causal_pipe.transformer.forward = spy
+    try:
+        again = causal_pipe(request, progress=False).latents
+    finally:
+        del causal_pipe.transformer.forward
+    assert torch.equal(got, again)
+    # 7 latent frames, chunks [0, 4) and [4, 7); 3 steps each, the second chunk starting at step int(3/2) = 1
+    assert seen == [(4, (0,)), (7, (0, 4)), (7, (0, 4)), (7, (0, 4))]
+    assert sample_chunk_flow_euler is not None and flow_sigmas(3, 9.8).numel() == 4
