@@ -3,6 +3,10 @@
     python scripts/train_demo_model.py --out DIR [--minutes 8.3]      # the bundled model (one H100/H200)
     python scripts/train_demo_model.py --out DIR --tiny --device cpu  # the whole procedure in seconds
     python scripts/train_demo_model.py --out DIR2 --init_from DIR     # a second DiT budget (same VAE)
+    python scripts/train_demo_model.py --out DIR3 --init_from sana_wm/assets/demo --chunk_causal --minutes 4
+                                                                      # the chunk-causal patch (one GPU)
+
+The same from the repository root as a module: ``python -m scripts.demo_training.run ARGS``.
 
 Recipe (numbers: ``demo_training.recipe.full``; phases: ``demo_training.run``):
 
@@ -37,6 +41,12 @@ Writes exactly these files to ``--out`` (weights in fp16): ``transformer.safeten
 ``sample.mp4`` (true render | generated | generated with the mirrored action) and ``train_log.txt``. Copy
 all but the last two into ``sana_wm/assets/demo/``. Trainer checkpoints go to ``--work_dir`` (default: a
 temporary folder).
+
+``--chunk_causal`` (with ``--init_from``, e.g. the bundled model) fine-tunes that model's transformer into the
+chunk-causal variant and writes only ``transformer_chunk_causal.safetensors`` (a patch of about 1.2 M of
+its parameters over ``transformer.safetensors``, ``sana_wm.inference.demo_patch``), ``demo_model.json`` (the
+input's with a ``"chunk_causal"`` entry added), ``sample_chunk_causal.mp4`` and ``train_log.txt``; copy the
+first two into ``sana_wm/assets/demo/`` (recipe: ``demo_training.chunk_causal``).
 """
 
 from __future__ import annotations
@@ -66,6 +76,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="DIR",
         help="continue an earlier run's output: keep its VAE, start the DiT from its weights, new clips",
     )
+    p.add_argument(
+        "--chunk_causal",
+        action="store_true",
+        help="with --init_from: fine-tune its DiT chunk-causally and write only the patch file",
+    )
     return p.parse_args(argv)
 
 
@@ -78,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     from sana_wm.errors import InputError
 
     out: Path = args.out
+    if args.chunk_causal and args.init_from is None:
+        message = "--chunk_causal needs --init_from (the model to patch)"
+        print(f"train_demo_model: error: {message}", file=sys.stderr)
+        return 2
     if out.exists() and any(out.iterdir()):
         print(f"train_demo_model: error: --out: {out} is not empty", file=sys.stderr)
         return 2
@@ -100,9 +119,16 @@ def main(argv: list[str] | None = None) -> int:
             work_dir = args.work_dir or Path(tmp)
             logger.info("training the demo model on %s for %.1f min -> %s", device, args.minutes, out)
             metadata = train_demo_model(
-                recipe, out, device=device, minutes=args.minutes, work_dir=work_dir, init_from=args.init_from
+                recipe,
+                out,
+                device=device,
+                minutes=args.minutes,
+                work_dir=work_dir,
+                init_from=args.init_from,
+                chunk_causal=args.chunk_causal,
             )
-        logger.info("done in %.0f s: %s", metadata["timings_s"]["total"], sorted(metadata["bytes"]))
+        record = metadata["chunk_causal"] if args.chunk_causal else metadata
+        logger.info("done in %.0f s: %s", record["timings_s"]["total"], sorted(p.name for p in out.iterdir()))
     except InputError as err:
         print(f"train_demo_model: error: {err}", file=sys.stderr)
         return 2

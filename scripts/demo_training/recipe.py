@@ -21,6 +21,43 @@ from sana_wm.train.metrics import MetricsConfig
 from sana_wm.train.optim import OptimConfig
 from sana_wm.train.parallel import ParallelConfig
 
+# The tensors the chunk-causal patch fine-tunes (``RunConfig.trainable`` patterns; every other tensor stays
+# the bidirectional model's, so only these are stored: ``sana_wm.inference.demo_patch``). For the demo
+# transformer (width 224, 6 blocks) they are 1,238,776 parameters, 2.48 MB in fp16. Why these: chunk-causal
+# execution keeps every weight's meaning but changes what each token *sees* (no later chunk: the GDN
+# backward scan, the short conv's and the FFN's right taps stop at the chunk end, softmax keys stop at it)
+# and, with diffusion forcing, which noise levels meet in one clip (earlier chunks cleaner than later
+# ones; the bidirectional model only ever saw one level beside the clean frame 0). So the patch holds
+#
+# - the attention *output* path of every block, ``proj((main + out_proj_cam(cam)) · SiLU(output_gate(a)))``:
+#   the three matrices that read the self-attention's result, whose statistics the missing future changes
+#   most (fewer keys, shorter backward scans), and decide per token how much of it to use (302,400 each);
+# - ``t_block``: the map from each frame's timestep to the six adaLN vectors of every block, the one
+#   tensor through which per-frame noise levels steer the whole network (302,400);
+# - what is cheap and scales those paths: every block's adaLN table, the self-attention's Q/K RMSNorm gains
+#   (attention temperature, now over fewer keys), the GDN blocks' decay/β gates (how long the forward state,
+#   now the only carrier of earlier chunks, remembers) and short convs on K (whose right taps are cut at
+#   chunk ends), and the final layer (about 29 k together).
+#
+# Left frozen: the Q/K/V projections (what is stored and retrieved: the bidirectional model's matching of
+# content along the camera path is what the patch must keep), the FFNs (1.8 M of pointwise and temporal
+# convolutions; their temporal conv loses one tap at three frames of eleven), the cross-attention (a constant
+# for the null caption), the Plücker and patch embedders.
+CHUNK_CAUSAL_TRAINABLE: tuple[str, ...] = (
+    "blocks.*.attn.proj.*",
+    "blocks.*.attn.output_gate.*",
+    "blocks.*.attn.out_proj_cam.*",
+    "t_block.*",
+    "blocks.*.scale_shift_table",
+    "blocks.*.attn.?_norm*",
+    "blocks.*.attn.A_log",
+    "blocks.*.attn.dt_bias",
+    "blocks.*.attn.beta_proj.*",
+    "blocks.*.attn.gate_proj.*",
+    "blocks.*.attn.conv_k*",
+    "final_layer.*",
+)
+
 
 @dataclass(frozen=True)
 class DemoRecipe:
@@ -44,6 +81,12 @@ class DemoRecipe:
     DiT: :class:`SanaWMConfig` from the ``dit_*`` sizes, trained by :class:`sana_wm.train.Trainer` on the
     normalised latents (flow matching, logit-normal timesteps with ``settings.flow_shift``, frame 0 always
     the clean condition, the null caption), AdamW with warm-up and cosine decay to 10 %, EMA of the weights.
+
+    Chunk-causal patch (``--chunk_causal``, a continuation of a bidirectional run): the same DiT with
+    ``chunk_size = causal_chunk_size`` (chunks ``[0, cs + 1)``, then every ``cs`` frames), trained with the
+    official diffusion-forcing timestep mixture over the same chunks, only ``causal_trainable``
+    (:data:`CHUNK_CAUSAL_TRAINABLE`) trainable, from the bidirectional weights, at ``causal_lr`` after
+    ``causal_warmup_steps``; everything else as the DiT phase.
     """
 
     settings: DemoSettings = DEMO_SETTINGS
@@ -94,6 +137,11 @@ class DemoRecipe:
     dit_calibration_steps: int = 40
     dit_max_steps: int = 1_000_000
     dit_log_every: int = 20
+    # chunk-causal patch (--chunk_causal)
+    causal_chunk_size: int = 3
+    causal_trainable: tuple[str, ...] = CHUNK_CAUSAL_TRAINABLE
+    causal_lr: float = 2e-4
+    causal_warmup_steps: int = 20
     seed: int = 3407
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,6 +181,8 @@ def tiny() -> DemoRecipe:
         dit_calibration_steps=3,
         dit_max_steps=3,
         dit_log_every=1,
+        causal_chunk_size=1,  # 3 latent frames: chunks [0, 2) and [2, 3)
+        causal_warmup_steps=1,
     )
 
 
@@ -173,32 +223,48 @@ def dit_config(recipe: DemoRecipe) -> SanaWMConfig:
     )
 
 
+def causal_dit_config(recipe: DemoRecipe) -> SanaWMConfig:
+    """The chunk-causal demo transformer: :func:`dit_config` with ``causal_chunk_size`` (official layout)."""
+    return dataclasses.replace(dit_config(recipe), chunk_size=recipe.causal_chunk_size)
+
+
 def dit_run_config(
-    recipe: DemoRecipe, run_dir: Path, *, device: str, max_steps: int, init_from: str | None = None
+    recipe: DemoRecipe,
+    run_dir: Path,
+    *,
+    device: str,
+    max_steps: int,
+    init_from: str | None = None,
+    chunk_causal: bool = False,
 ) -> RunConfig:
     """The :class:`RunConfig` of the DiT phase (the dataset is passed to the trainer directly);
     ``init_from`` continues from a saved transformer instead of the official initialisation.
+    ``chunk_causal``: the chunk-causal patch's fine-tune (:class:`DemoRecipe`'s ``causal_*`` fields).
 
     Differences from the official stage-1 recipe, all for a from-scratch run of a few minutes: flow shift
     ``settings.flow_shift`` (a 6 x 11 x 11 latent needs far less shift than 22 x 40 x 21), every sample
     image-conditioned, no caption dropout (there is one caption), higher learning rate with warm-up and
     cosine decay, weight decay 0.01, clipping 1.0, EMA, no activation checkpointing.
     """
+    chunks = recipe.causal_chunk_size if chunk_causal else None
     return RunConfig(
-        model=dit_config(recipe),
+        model=causal_dit_config(recipe) if chunk_causal else dit_config(recipe),
         loss=LossConfig(
             flow_shift=recipe.settings.flow_shift,
             image_condition_prob=1.0,
             caption_dropout_prob=0.0,
             null_caption="zeros",
+            chunk_size=chunks,
+            chunk_strategy="first_chunk_plus_one",
+            chunk_mode="mixture",
         ),
         optim=OptimConfig(
-            lr=recipe.dit_lr,
+            lr=recipe.causal_lr if chunk_causal else recipe.dit_lr,
             betas=(0.9, 0.99),
             eps=1e-8,
             weight_decay=0.01,
             grad_clip=1.0,
-            warmup_steps=recipe.dit_warmup_steps,
+            warmup_steps=recipe.causal_warmup_steps if chunk_causal else recipe.dit_warmup_steps,
             schedule="cosine",
             min_lr_ratio=0.1,
         ),
@@ -212,4 +278,5 @@ def dit_run_config(
         global_batch_size=recipe.dit_batch,
         device="cuda" if device.startswith("cuda") else "cpu",
         init_from=init_from,
+        trainable=recipe.causal_trainable if chunk_causal else (),
     )

@@ -12,7 +12,14 @@ Phases and their share of the budget ``T`` (``minutes · 60``), all timed from t
 5. evaluate the saved files (:func:`sana_wm.inference.demo_model.load_demo_pipeline`), write the card.
 
 A run may continue an earlier one (``init_from``): no VAE phase (its VAE is reused unchanged), new clips,
-and the DiT starts from its weights, so the DiT gets a second budget.
+and the DiT starts from its weights, so the DiT gets a second budget. With ``chunk_causal`` it instead
+fine-tunes that run's bidirectional DiT into the chunk-causal patch (:mod:`demo_training.chunk_causal`).
+
+Run as a module from the repository root (the same arguments as ``scripts/train_demo_model.py``), e.g. the
+chunk-causal patch of the bundled model on a GPU::
+
+    python -m scripts.demo_training.run --device cuda --minutes 4 --init_from sana_wm/assets/demo \
+        --chunk_causal --out /tmp/demo_chunk_causal
 """
 
 from __future__ import annotations
@@ -101,26 +108,29 @@ def train_demo_model(
     minutes: float,
     work_dir: Path,
     init_from: Path | None = None,
+    chunk_causal: bool = False,
 ) -> dict[str, Any]:
     """Run every phase and write the demo files to ``out_dir``; returns the metadata written.
 
     ``init_from`` (the output folder of an earlier run of the same recipe) continues that run instead: its
     VAE is kept as it is (weights and latent statistics, so the latents mean what they meant), there is no
     VAE phase, and the DiT starts from its transformer, so a second budget goes to fresh renders and DiT
-    steps.
+    steps. ``chunk_causal`` (with ``init_from``) writes only the chunk-causal patch of that run's
+    transformer and its record (:func:`demo_training.chunk_causal.train_chunk_causal_patch`).
     """
+    if chunk_causal:
+        from demo_training.chunk_causal import train_chunk_causal_patch
+
+        return train_chunk_causal_patch(
+            recipe, out_dir, device=device, minutes=minutes, work_dir=work_dir, init_from=init_from
+        )
     clock = Clock(minutes * 60.0)
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    torch.manual_seed(recipe.seed)
+    dev = setup_device(device, recipe.seed)
     previous = read_metadata(init_from) if init_from is not None else None
     threads = torch.get_num_threads()
     timings: dict[str, float] = {}
-    heldout, demo_truth, demo_k, clips, gpu_clips, vae, vae_stats = _data_and_vae(
-        recipe, dev, clock, timings, init_from
+    heldout, demo_truth, demo_k, clips, gpu_clips, vae, vae_stats = data_and_vae(
+        recipe, dev, clock, timings, init_from, clip_round=0 if init_from is None else 1
     )
 
     raw, camera, plucker = encode_clips(vae, clips, recipe, dev)
@@ -130,7 +140,7 @@ def train_demo_model(
     del vae, raw
     _write_first_frame(out_dir, demo_truth[0])
     metadata = _metadata(recipe, demo_k[0])
-    _write_json(out_dir / METADATA_FILE, metadata)
+    write_json(out_dir / METADATA_FILE, metadata)
     timings["encode"] = clock.now() - sum(timings.values())
     log.info(
         "encoded %d samples %s; held-out VAE PSNR %.2f dB", len(latents), tuple(latents.shape[1:]), vae_psnr
@@ -138,11 +148,14 @@ def train_demo_model(
 
     dataset = LatentClips(latents, camera, plucker, recipe.dit_caption_channels)
     start = None if init_from is None else str(init_from / TRANSFORMER_FILE)
-    dit_stats = _train_dit(recipe, dataset, work_dir / "dit", dev, clock, start)
+    dit_stats = train_dit(recipe, dataset, work_dir / "dit", dev, clock, start)
     _export_transformer(work_dir / "dit", out_dir)
     timings["dit"] = clock.now() - sum(timings.values())
 
-    metrics = _evaluate(out_dir, heldout, demo_truth, dev)
+    pipe = load_demo_pipeline(dev, directory=out_dir)
+    metrics = evaluate_generation(
+        pipe, read_demo_settings(out_dir), heldout, demo_truth, out_dir / SAMPLE_FILE
+    )
     timings["evaluate"] = clock.now() - sum(timings.values())
     timings["total"] = clock.now()
     torch.set_num_threads(threads)
@@ -165,22 +178,42 @@ def train_demo_model(
             if p.is_file()
         },
         timings_s=timings,
-        environment=_environment(dev),
+        environment=environment(dev),
     )
     if previous is not None:
         metadata["continued_from"] = {k: previous[k] for k in ("data", "metrics", "timings_s", "environment")}
-    _write_json(out_dir / METADATA_FILE, metadata)
+    write_json(out_dir / METADATA_FILE, metadata)
     _write_card(out_dir, metadata)
     return metadata
 
 
-def _data_and_vae(
-    recipe: DemoRecipe, dev: torch.device, clock: Clock, timings: dict[str, float], init_from: Path | None
+def setup_device(device: str, seed: int) -> torch.device:
+    """The run's device (TF32 and cuDNN autotuning on CUDA), with the torch seed set."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(seed)
+    return dev
+
+
+def data_and_vae(
+    recipe: DemoRecipe,
+    dev: torch.device,
+    clock: Clock,
+    timings: dict[str, float],
+    init_from: Path | None,
+    *,
+    clip_round: int,
 ) -> tuple[list[RenderedClip], np.ndarray, np.ndarray, list[RenderedClip], int, Any, dict[str, Any]]:
     """Phases 1-2: held-out renders, training clips (device + CPU workers) and the trained (or loaded) VAE.
 
-    Returns the held-out clips, the demo world's frames and intrinsics, the training clips, how many of them
-    the device rendered, the VAE (on ``dev``) and its training numbers.
+    ``clip_round`` picks the training clips' indices so that runs building on each other render different
+    clips: the device renders from ``clip_round · max_gpu_clips``, the CPU workers from
+    ``cpu_index_offset + clip_round · max_cpu_clips`` (0: a first run, 1: a continued run, 2: the
+    chunk-causal patch). Returns the held-out clips, the demo world's frames and intrinsics, the training
+    clips, how many of them the device rendered, the VAE (on ``dev``) and its training numbers.
     """
     s = recipe.settings
     train_settings = clip_settings(s.height, s.width, s.num_frames, recipe.train_seed, recipe.shadows)
@@ -189,9 +222,8 @@ def _data_and_vae(
     # busy cores stall at every barrier (tens of times slower), so the main process keeps few.
     threads = torch.get_num_threads()
     torch.set_num_threads(min(4, threads) if dev.type == "cuda" else max(1, threads - workers))
-    # A continued run renders other clips than the run it continues (its indices start past them).
-    first = 0 if init_from is None else recipe.max_gpu_clips
-    offset = recipe.cpu_index_offset + (0 if init_from is None else recipe.max_cpu_clips)
+    first = clip_round * recipe.max_gpu_clips
+    offset = recipe.cpu_index_offset + clip_round * recipe.max_cpu_clips
     pool = CpuRenderPool(train_settings, offset, workers, recipe.max_cpu_clips)
     try:
         heldout, demo_truth, demo_k = _render_heldout(recipe, dev)
@@ -242,17 +274,27 @@ def _render_heldout(
     return heldout, frames.rgb_FHW3.cpu().numpy(), intrinsics[: s.num_frames]
 
 
-def _train_dit(
+def train_dit(
     recipe: DemoRecipe,
     dataset: LatentClips,
     run_dir: Path,
     dev: torch.device,
     clock: Clock,
     init_from: str | None,
+    *,
+    chunk_causal: bool = False,
 ) -> dict:
-    """Phase 4: a calibration run, then the main run sized to the time left (see the module docstring)."""
+    """Phase 4: a calibration run, then the main run sized to the time left (see the module docstring);
+    ``chunk_causal``: the patch's fine-tune (:func:`demo_training.recipe.dit_run_config`)."""
     calibration = min(recipe.dit_calibration_steps, recipe.dit_max_steps)
-    cfg = dit_run_config(recipe, run_dir, device=dev.type, max_steps=calibration, init_from=init_from)
+    cfg = dit_run_config(
+        recipe,
+        run_dir,
+        device=dev.type,
+        max_steps=calibration,
+        init_from=init_from,
+        chunk_causal=chunk_causal,
+    )
     Trainer(cfg, dataset=dataset).run()
     seconds_per_step = recipe.dit_batch / read_metrics(run_dir)[-1]["samples_per_s"]
     left = clock.left_until(1.0, recipe.eval_reserve_s)
@@ -305,7 +347,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(_finite(data), indent=1, allow_nan=False) + "\n", encoding="utf-8")
 
@@ -331,11 +373,11 @@ def _generate(pipe: Any, settings: DemoSettings, image: Image.Image, camera: Cam
     return generate(pipe, request, progress=False).frames.numpy()
 
 
-def _evaluate(out_dir: Path, heldout: list[RenderedClip], demo_truth: np.ndarray, dev: torch.device) -> dict:
-    """Generate from the saved files: held-out clips along their true paths, the demo world with the default
-    and the mirrored action; write the sample video (truth | default | mirrored)."""
-    settings = read_demo_settings(out_dir)
-    pipe = load_demo_pipeline(dev, directory=out_dir)
+def evaluate_generation(
+    pipe: Any, settings: DemoSettings, heldout: list[RenderedClip], demo_truth: np.ndarray, sample_path: Path
+) -> dict:
+    """Generate with ``pipe`` (built from the saved files): held-out clips along their true paths, the demo
+    world with the default and the mirrored action; write the sample video (truth | default | mirrored)."""
     generated = [
         _generate(
             pipe,
@@ -357,9 +399,9 @@ def _evaluate(out_dir: Path, heldout: list[RenderedClip], demo_truth: np.ndarray
         pipe, settings, first, along(mirrored_action(settings.action, settings.action_mapping))
     )
     if importlib.util.find_spec("av") is None:
-        log.warning("PyAV is not installed: %s not written", SAMPLE_FILE)
+        log.warning("PyAV is not installed: %s not written", sample_path.name)
     else:
-        with VideoWriter(out_dir / SAMPLE_FILE, fps=settings.fps) as writer:
+        with VideoWriter(sample_path, fps=settings.fps) as writer:
             writer.write_many(np.concatenate([demo_truth, demo, mirrored], axis=2))
     metrics = {
         f"heldout_{k}": v
@@ -386,7 +428,7 @@ def _params(out_dir: Path) -> dict[str, int]:
     }
 
 
-def _environment(dev: torch.device) -> dict[str, str]:
+def environment(dev: torch.device) -> dict[str, str]:
     return {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "torch": torch.__version__,
@@ -429,3 +471,12 @@ def _write_card(out_dir: Path, metadata: dict[str, Any]) -> None:
     )
     with atomic_output(out_dir / MODEL_CARD_FILE) as tmp:
         tmp.write_text(fill_model_card(template.read_text(encoding="utf-8"), values), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    # ``python -m scripts.demo_training.run ARGS`` is ``python scripts/train_demo_model.py ARGS``. The script
+    # runs as ``__main__`` itself, so the CPU render workers (spawned) start from that light script instead of
+    # importing this module's diffusers and torch again.
+    import runpy
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "train_demo_model.py"), run_name="__main__")
