@@ -15,8 +15,10 @@ scripts.demo_training.run`` with the same arguments) runs, in the wall-clock bud
 4. write the patch (the trained tensors, fp16 like the base, with the base's SHA-256) and evaluate it: the
    held-out flow loss on fixed draws of the same mixture (and of its clean-prefix mode alone, the
    streaming case) for the bidirectional model, for its weights run chunk-causally without the patch and for
-   the patched model, and generation with the demo settings (the
-   whole-clip sampler: every chunk denoised together under chunk-causal attention) against the true renders.
+   the patched model, and generation with the demo settings through ``sana_wm.inference.generate`` (which
+   samples a chunk-causal model with the official diffusion-forcing staircase, ``ChunkFlowEuler``) against
+   the true renders. The staircase makes more (shorter) model calls than the bidirectional sampler, so this
+   evaluation may outlast ``eval_reserve_s`` by some seconds.
 
 Writes to ``OUT``: ``transformer_chunk_causal.safetensors``, ``demo_model.json`` (``DIR``'s, unchanged but for
 a new ``"chunk_causal"`` entry: recipe, patch, data, steps, losses, metrics, timings),
@@ -174,9 +176,10 @@ def train_chunk_causal_patch(
         "timings_s": timings,
         "environment": environment(dev),
         "note": (
-            "generation metrics use the demo settings' whole-clip sampler (all chunks denoised together "
-            "under chunk-causal attention); heldout_loss_* is the flow loss of the training mixture "
-            "(heldout_loss_clean_prefix_*: its clean-prefix mode) on fixed draws, the same for every model"
+            "generation metrics: sana_wm.inference.generate with the demo settings (a chunk-causal model "
+            "samples with the ChunkFlowEuler staircase); heldout_loss_* is the flow loss of the training "
+            "mixture (heldout_loss_clean_prefix_*: its clean-prefix mode) on fixed draws, the same for every "
+            "model"
         ),
     }
     write_json(out_dir / METADATA_FILE, metadata)
