@@ -1,8 +1,9 @@
 """``sana-wm stream``: chunk-by-chunk generation with a chunk-causal model -> a growing mp4 and its sidecar.
 
-With no weight flags it streams the bundled demo model's chunk-causal version on the CPU (many steps per
-chunk); ``--official`` or any weight flag selects the streaming release (``SANA-WM_streaming``: the distilled
-4-step student, its causal VAE). Flags follow the official ``inference_sana_wm_streaming.py`` (underscore
+With no weight flags it streams the bundled demo model on the CPU (many steps per chunk; its chunk-causal
+patch when bundled, else its bidirectional weights run chunk-causally, with a warning); ``--official`` or any
+weight flag selects the streaming release (``SANA-WM_streaming``: the distilled 4-step student, its causal
+VAE). Flags follow the official ``inference_sana_wm_streaming.py`` (underscore
 names; hyphen aliases accepted). The library side is :mod:`sana_wm.inference.stream_job`.
 """
 
