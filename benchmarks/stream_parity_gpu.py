@@ -1,5 +1,6 @@
 """GPU check of the chunk-causal kernels: a tiny model streamed chunk by chunk with the Triton backend against
-one windowed forward with the torch backend (fp32 and bf16). Prints relative L2 errors; exits 1 above the bounds.
+one windowed forward with the torch backend (fp32 and bf16). Prints relative L2 errors; exits 1 above the
+bounds.
 
     python benchmarks/stream_parity_gpu.py
 """
