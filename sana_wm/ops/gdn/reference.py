@@ -94,10 +94,7 @@ def gdn_bidirectional(
     q: Tensor, k: Tensor, v: Tensor, q_rot: Tensor, k_rot: Tensor, beta: Tensor, decay: Tensor, eps: float
 ) -> Tensor:
     """Bidirectional main branch ``(num_fwd + num_bwd) / (den_fwd + den_bwd + eps)``; see the package docs."""
-    q, k, v, q_rot, k_rot, beta, decay = _f32(q, k, v, q_rot, k_rot, beta, decay)
-    num_fwd, den_fwd, _ = gdn_forward_scan(q, k, v, q_rot, k_rot, beta, decay)
-    num_bwd, den_bwd = _gdn_backward_scan(q, k, v, q_rot, k_rot, beta, decay)
-    return (num_fwd + num_bwd) / ((den_fwd + den_bwd)[..., None] + eps)
+    return gdn_chunk_causal(q, k, v, q_rot, k_rot, beta, decay, eps, [0])[0]  # one chunk
 
 
 def cam_forward_scan(
@@ -116,9 +113,7 @@ def cam_forward_scan(
 
 def cam_bidirectional(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, decay: Tensor) -> Tensor:
     """Bidirectional numerator-only camera branch: forward inclusive plus backward exclusive read-outs."""
-    q, k, v, beta, decay = _f32(q, k, v, beta, decay)
-    out_fwd, _ = cam_forward_scan(q, k, v, beta, decay)
-    return out_fwd + _cam_backward_scan(q, k, v, beta, decay)
+    return cam_chunk_causal(q, k, v, beta, decay, [0])[0]  # one chunk
 
 
 def _cam_backward_scan(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, decay: Tensor) -> Tensor:

@@ -117,11 +117,9 @@ def gdn_forward_scan(
 def gdn_bidirectional(
     q: Tensor, k: Tensor, v: Tensor, q_rot: Tensor, k_rot: Tensor, beta: Tensor, decay: Tensor, eps: float
 ) -> Tensor:
-    """Bidirectional main branch; see :func:`sana_wm.ops.gdn.gdn_bidirectional`."""
-    q, k, v, q_rot, k_rot, beta, decay = (t.float() for t in (q, k, v, q_rot, k_rot, beta, decay))
-    kv_states = _bidirectional_states(_transitions(k_rot, beta, decay), _writes(k_rot, v, beta))
-    z_states = _bidirectional_states(_transitions(k, beta, decay), beta[..., None, :] @ k)
-    return (q_rot @ kv_states.transpose(-1, -2)) / (q @ z_states.transpose(-1, -2) + eps)
+    """Bidirectional main branch (the chunk-causal scan with one chunk); see
+    :func:`sana_wm.ops.gdn.gdn_bidirectional`."""
+    return gdn_chunk_causal(q, k, v, q_rot, k_rot, beta, decay, eps, (0,))[0]
 
 
 def cam_forward_scan(
@@ -135,18 +133,9 @@ def cam_forward_scan(
 
 
 def cam_bidirectional(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, decay: Tensor) -> Tensor:
-    """Bidirectional numerator-only camera branch; see :func:`sana_wm.ops.gdn.cam_bidirectional`."""
-    q, k, v, beta, decay = (t.float() for t in (q, k, v, beta, decay))
-    states = _bidirectional_states(_transitions(k, beta, decay), _writes(k, v, beta))
-    return q @ states.transpose(-1, -2)
-
-
-def _forward_final(A_BNTEE: Tensor, b_BNTRE: Tensor, initial_BNRE: Tensor | None) -> Tensor:
-    """The forward state after the last frame, ``(B, N, R, E)`` (one sequential pass over the maps)."""
-    state = torch.zeros_like(b_BNTRE[:, :, 0]) if initial_BNRE is None else initial_BNRE
-    for t in range(A_BNTEE.shape[2]):
-        state = state @ A_BNTEE[:, :, t] + b_BNTRE[:, :, t]
-    return state
+    """Bidirectional numerator-only camera branch (the chunk-causal scan with one chunk); see
+    :func:`sana_wm.ops.gdn.cam_bidirectional`."""
+    return cam_chunk_causal(q, k, v, beta, decay, (0,))[0]
 
 
 def gdn_chunk_causal(
@@ -165,13 +154,13 @@ def gdn_chunk_causal(
     q, k, v, q_rot, k_rot, beta, decay = (t.float() for t in (q, k, v, q_rot, k_rot, beta, decay))
     init_kv = None if initial_state is None else initial_state.kv.float()
     init_z = None if initial_state is None else initial_state.z.float()[..., None, :]
-    A_kv, b_kv = _transitions(k_rot, beta, decay), _writes(k_rot, v, beta)
-    A_z, b_z = _transitions(k, beta, decay), beta[..., None, :] @ k
-    kv_states = _bidirectional_states(A_kv, b_kv, starts, init_kv)
-    z_states = _bidirectional_states(A_z, b_z, starts, init_z)
+    kv_states = _bidirectional_states(
+        _transitions(k_rot, beta, decay), _writes(k_rot, v, beta), starts, init_kv
+    )
+    z_states = _bidirectional_states(_transitions(k, beta, decay), beta[..., None, :] @ k, starts, init_z)
     out = (q_rot @ kv_states.transpose(-1, -2)) / (q @ z_states.transpose(-1, -2) + eps)
-    final = GDNState(kv=_forward_final(A_kv, b_kv, init_kv), z=_forward_final(A_z, b_z, init_z)[..., 0, :])
-    return out, final
+    # The backward direction is exclusive, so at the last frame the summed state is the forward one.
+    return out, GDNState(kv=kv_states[:, :, -1], z=z_states[:, :, -1, 0])
 
 
 def cam_chunk_causal(
@@ -186,6 +175,5 @@ def cam_chunk_causal(
     """Chunk-causal camera branch; see :func:`sana_wm.ops.gdn.cam_chunk_causal`."""
     q, k, v, beta, decay = (t.float() for t in (q, k, v, beta, decay))
     init = None if initial_state is None else initial_state.float()
-    A, b = _transitions(k, beta, decay), _writes(k, v, beta)
-    states = _bidirectional_states(A, b, starts, init)
-    return q @ states.transpose(-1, -2), _forward_final(A, b, init)
+    states = _bidirectional_states(_transitions(k, beta, decay), _writes(k, v, beta), starts, init)
+    return q @ states.transpose(-1, -2), states[:, :, -1]  # last frame: the forward state alone

@@ -136,9 +136,11 @@ def _scan(
     final = torch.empty(bn, rows, e, dtype=torch.float32, device=b.device)
     init_rows = final if init is None else init.contiguous()
     cuts = [s for s in starts if s > 0]
-    cut_T = torch.zeros(frames, dtype=torch.int32)
-    cut_T[cuts] = 1
-    cut_T = cut_T.to(b.device)
+    cut_T = states  # any pointer: read only with cuts (no host-to-device copy, no sync, without them)
+    if bidirectional and cuts:
+        cut_T = torch.zeros(frames, dtype=torch.int32)
+        cut_T[cuts] = 1
+        cut_T = cut_T.to(b.device)
     # Row blocks vary fastest: the blocks reading the same maps run at the same time (L2 hits).
     grid = (triton.cdiv(rows_kv, SCAN_BLOCK_R) + (rows > rows_kv), 2 if bidirectional else 1, bn)
     kernels._affine_scan_kernel[grid](
@@ -238,6 +240,25 @@ def _check_state(name: str, x: Tensor, shape: tuple[int, ...], device: torch.dev
         raise InputError(f"{name}: expected shape {shape} on {device}, got {tuple(x.shape)} on {x.device}")
 
 
+def _main_init(initial_state: GDNState | None, q: Tensor, v: Tensor) -> Tensor | None:
+    """The main branch's initial state as stacked rows (checked against ``q``/``v``), or None."""
+    if initial_state is None:
+        return None
+    batch, heads, _, _, e = q.shape
+    v_dim = v.shape[-1]
+    _check_state("initial_state.kv", initial_state.kv, (batch, heads, v_dim, e), q.device)
+    _check_state("initial_state.z", initial_state.z, (batch, heads, e), q.device)
+    return _stacked_init(initial_state.kv, initial_state.z)
+
+
+def _main_state(final: Tensor, q: Tensor, v: Tensor) -> GDNState:
+    """The stacked final rows ``(B·N, V + 1, E)`` as a :class:`GDNState`."""
+    batch, heads, _, _, e = q.shape
+    v_dim = v.shape[-1]
+    kv = final[:, :v_dim].reshape(batch, heads, v_dim, e).contiguous()
+    return GDNState(kv=kv, z=final[:, v_dim].reshape(batch, heads, e).contiguous())
+
+
 def gdn_forward_scan(
     q: Tensor,
     k: Tensor,
@@ -250,36 +271,22 @@ def gdn_forward_scan(
 ) -> tuple[Tensor, Tensor, GDNState]:
     """Forward (inclusive) main-branch scan; see :func:`sana_wm.ops.gdn.gdn_forward_scan`."""
     _check_inputs(dict(q=q, k=k, v=v, q_rot=q_rot, k_rot=k_rot, beta=beta, decay=decay))
-    batch, heads, _, _, e = q.shape
-    v_dim = v.shape[-1]
-    init = None
-    if initial_state is not None:
-        _check_state("initial_state.kv", initial_state.kv, (batch, heads, v_dim, e), q.device)
-        _check_state("initial_state.z", initial_state.z, (batch, heads, e), q.device)
-        init = _stacked_init(initial_state.kv, initial_state.z)
+    init = _main_init(initial_state, q, v)
     with on_device(q):
         a, b = _frame_maps(k_rot, k, v, beta, decay)
-        states, final = _scan(a, b, v_dim, bidirectional=False, init=init)
+        states, final = _scan(a, b, v.shape[-1], bidirectional=False, init=init)
         del a, b  # the maps' memory is free for the output
-        num, den = _read_out(q_rot, q, states, v_dim, _READ_NUM_AND_DEN)
-    kv = final[:, :v_dim].reshape(batch, heads, v_dim, e).contiguous()
-    z = final[:, v_dim].reshape(batch, heads, e).contiguous()
+        num, den = _read_out(q_rot, q, states, v.shape[-1], _READ_NUM_AND_DEN)
     assert den is not None
-    return num, den, GDNState(kv=kv, z=z)
+    return num, den, _main_state(final, q, v)
 
 
 def gdn_bidirectional(
     q: Tensor, k: Tensor, v: Tensor, q_rot: Tensor, k_rot: Tensor, beta: Tensor, decay: Tensor, eps: float
 ) -> Tensor:
-    """Bidirectional main branch; see :func:`sana_wm.ops.gdn.gdn_bidirectional`."""
-    _check_inputs(dict(q=q, k=k, v=v, q_rot=q_rot, k_rot=k_rot, beta=beta, decay=decay))
-    v_dim = v.shape[-1]
-    with on_device(q):
-        a, b = _frame_maps(k_rot, k, v, beta, decay)
-        states, _ = _scan(a, b, v_dim, bidirectional=True)
-        del a, b  # the maps' memory is free for the output
-        out, _ = _read_out(q_rot, q, states, v_dim, _READ_DIVIDED, eps)
-    return out
+    """Bidirectional main branch (the chunk-causal scan with one chunk); see
+    :func:`sana_wm.ops.gdn.gdn_bidirectional`."""
+    return gdn_chunk_causal(q, k, v, q_rot, k_rot, beta, decay, eps, (0,))[0]
 
 
 def cam_forward_scan(
@@ -302,15 +309,9 @@ def cam_forward_scan(
 
 
 def cam_bidirectional(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, decay: Tensor) -> Tensor:
-    """Bidirectional numerator-only camera branch; see :func:`sana_wm.ops.gdn.cam_bidirectional`."""
-    _check_inputs(dict(q=q, k=k, v=v, beta=beta, decay=decay))
-    v_dim = v.shape[-1]
-    with on_device(q):
-        a, b = _frame_maps(k, None, v, beta, decay)
-        states, _ = _scan(a, b, v_dim, bidirectional=True)
-        del a, b  # the maps' memory is free for the output
-        out, _ = _read_out(q, None, states, v_dim, _READ_NUMERATOR)
-    return out
+    """Bidirectional numerator-only camera branch (the chunk-causal scan with one chunk); see
+    :func:`sana_wm.ops.gdn.cam_bidirectional`."""
+    return cam_chunk_causal(q, k, v, beta, decay, (0,))[0]
 
 
 def gdn_chunk_causal(
@@ -327,21 +328,13 @@ def gdn_chunk_causal(
 ) -> tuple[Tensor, GDNState]:
     """Chunk-causal main branch; see :func:`sana_wm.ops.gdn.gdn_chunk_causal`."""
     _check_inputs(dict(q=q, k=k, v=v, q_rot=q_rot, k_rot=k_rot, beta=beta, decay=decay))
-    batch, heads, _, _, e = q.shape
-    v_dim = v.shape[-1]
-    init = None
-    if initial_state is not None:
-        _check_state("initial_state.kv", initial_state.kv, (batch, heads, v_dim, e), q.device)
-        _check_state("initial_state.z", initial_state.z, (batch, heads, e), q.device)
-        init = _stacked_init(initial_state.kv, initial_state.z)
+    init = _main_init(initial_state, q, v)
     with on_device(q):
         a, b = _frame_maps(k_rot, k, v, beta, decay)
-        states, final = _scan(a, b, v_dim, bidirectional=True, init=init, starts=starts)
+        states, final = _scan(a, b, v.shape[-1], bidirectional=True, init=init, starts=starts)
         del a, b  # the maps' memory is free for the output
-        out, _ = _read_out(q_rot, q, states, v_dim, _READ_DIVIDED, eps)
-    kv = final[:, :v_dim].reshape(batch, heads, v_dim, e).contiguous()
-    z = final[:, v_dim].reshape(batch, heads, e).contiguous()
-    return out, GDNState(kv=kv, z=z)
+        out, _ = _read_out(q_rot, q, states, v.shape[-1], _READ_DIVIDED, eps)
+    return out, _main_state(final, q, v)
 
 
 def cam_chunk_causal(
