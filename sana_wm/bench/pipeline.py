@@ -29,7 +29,7 @@ from sana_wm.inference import CameraPath, GenerationRequest, SamplingSettings
 from sana_wm.inference.pipeline import Pipeline
 from sana_wm.inference.run import generate
 from sana_wm.latent_shape import latent_frames
-from sana_wm.models import SanaWMTransformer, sana_wm_1600m_720p, tiny
+from sana_wm.models import SanaWMConfig, SanaWMTransformer, sana_wm_1600m_720p, tiny
 from sana_wm.text_encoder import TextEncoder
 from sana_wm.tiny import tiny_gemma2_config, tiny_ltx2_vae, tiny_tokenizer
 from sana_wm.vae import VideoVAE
@@ -83,9 +83,19 @@ LTX2_VAE = dict(
 
 
 def build_pipeline(
-    *, small: bool, device: torch.device, dtype: torch.dtype, offload: str, backend: str = "torch"
+    *,
+    small: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+    offload: str,
+    backend: str = "torch",
+    config: SanaWMConfig | None = None,
+    vae_overrides: dict[str, Any] | None = None,
 ) -> Pipeline:
-    """Random-weight components built on ``device`` (fast init), then handed to :class:`Pipeline`."""
+    """Random-weight components built on ``device`` (fast init), then handed to :class:`Pipeline`.
+
+    ``config``: the transformer's architecture (default ``tiny()`` / ``sana_wm_1600m_720p()``);
+    ``vae_overrides``: changes to the VAE's config (e.g. ``decoder_causal=True``)."""
     from diffusers import AutoencoderKLLTX2Video
     from transformers import Gemma2Config, Gemma2Model
 
@@ -96,15 +106,16 @@ def build_pipeline(
         with torch.device(device):
             gemma = Gemma2Model(tiny_gemma2_config() if small else Gemma2Config(**GEMMA2_2B)).eval()
             # seed=None: the tiny VAE continues the RNG stream after Gemma, as the full-size one does.
+            overrides = vae_overrides or {}
             vae = (
-                tiny_ltx2_vae(TINY_LATENT_CHANNELS, seed=None)
+                tiny_ltx2_vae(TINY_LATENT_CHANNELS, seed=None, **overrides)
                 if small
-                else AutoencoderKLLTX2Video(**LTX2_VAE).eval()
+                else AutoencoderKLLTX2Video(**{**LTX2_VAE, **overrides}).eval()
             )
     finally:
         torch.set_default_dtype(default_dtype)
     with torch.device("meta"):
-        transformer = SanaWMTransformer(tiny() if small else sana_wm_1600m_720p())
+        transformer = SanaWMTransformer(config or (tiny() if small else sana_wm_1600m_720p()))
     transformer = transformer.to(dtype=dtype).to_empty(device=device)
     transformer.init_weights()
     return Pipeline(

@@ -17,6 +17,7 @@ device's peak (NVML).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
@@ -27,7 +28,6 @@ import torch
 
 from sana_wm.bench.build import free
 from sana_wm.bench.pipeline import (
-    LTX2_VAE,
     PROMPT,
     TINY_LATENT_CHANNELS,
     action_for,
@@ -39,10 +39,8 @@ from sana_wm.bench.timing import DeviceMemoryMonitor
 from sana_wm.camera import action_to_c2w, default_intrinsics
 from sana_wm.inference.pipeline import Pipeline
 from sana_wm.inference.streaming import StreamSession, StreamSettings, snap_stream_frames
-from sana_wm.models import SanaWMTransformer, tiny
+from sana_wm.models import tiny
 from sana_wm.models.variants import sana_wm_streaming_1600m_720p
-from sana_wm.tiny import tiny_ltx2_vae
-from sana_wm.vae import VideoVAE
 
 log = logging.getLogger(__name__)
 
@@ -64,37 +62,16 @@ class _NoDecode:
 def build_stream_pipeline(settings: BenchSettings) -> Pipeline:
     """The pipeline of :func:`~sana_wm.bench.pipeline.build_pipeline` with a chunk-causal transformer and a
     causal VAE decoder (random weights)."""
-    pipe = build_pipeline(
+    config = dataclasses.replace(tiny(), chunk_size=3) if settings.tiny else sana_wm_streaming_1600m_720p()
+    return build_pipeline(
         small=settings.tiny,
         device=settings.device,
         dtype=settings.dtype,
         offload="none",
         backend=settings.backend,
+        config=config,
+        vae_overrides={"decoder_causal": True},
     )
-    config = tiny() if settings.tiny else sana_wm_streaming_1600m_720p()
-    if settings.tiny:
-        import dataclasses
-
-        config = dataclasses.replace(config, chunk_size=3)
-    with torch.device("meta"):
-        transformer = SanaWMTransformer(config)
-    transformer = transformer.to(dtype=settings.dtype).to_empty(device=settings.device)
-    transformer.init_weights()
-    pipe.transformer = transformer.eval()
-    default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(settings.dtype)
-    try:
-        with torch.device(settings.device):
-            if settings.tiny:
-                vae = tiny_ltx2_vae(TINY_LATENT_CHANNELS, seed=None, decoder_causal=True)
-            else:
-                from diffusers import AutoencoderKLLTX2Video
-
-                vae = AutoencoderKLLTX2Video(**{**LTX2_VAE, "decoder_causal": True}).eval()
-    finally:
-        torch.set_default_dtype(default_dtype)
-    pipe.vae = VideoVAE(vae)
-    return pipe
 
 
 def build_refiner(settings: BenchSettings) -> tuple[Any, Any]:

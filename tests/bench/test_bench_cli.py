@@ -79,6 +79,25 @@ def test_tiny_pipeline_run_reports_every_stage(tmp_path) -> None:
     assert report["params"]["transformer"] == sum(p.numel() for p in model.parameters())
 
 
+def test_tiny_stream_run_reports_every_variant(tmp_path) -> None:
+    out = tmp_path / "stream.json"
+    argv = ["bench", "--mode", "stream", "--device", "cpu", "--tiny", "--frames", "49"]
+    assert main([*argv, "--height", "64", "--width", "96", "--out", str(out)]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    entries = {entry["variant"]: entry for entry in report["lengths"]}
+    assert report["config"]["chunk_size"] == 3
+    # 49 frames: chunks of latent frames [0, 4) and [4, 7); no frames without decoding; the refiner's sink
+    # frame is dropped
+    assert {v: (e["chunks"], e["frames_decoded"]) for v, e in entries.items()} == {
+        "stage1": (2, 0),
+        "decode": (2, 49),
+        "refiner": (2, 48),
+    }
+    for entry in entries.values():
+        assert len(entry["chunk_s"]) == 2 and _positive(entry["first_chunk_s"]) and entry["cache_bytes"] > 0
+        assert entry["realtime_factor"] == pytest.approx(1.5 / entry["steady_chunk_s"])
+
+
 BAD_INPUT = [
     (["--frames", "0"], "--frames: expected whole numbers >= 1"),
     (["--frames", "abc"], "--frames: expected whole numbers >= 1"),
