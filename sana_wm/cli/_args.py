@@ -19,6 +19,27 @@ def flag(name: str) -> list[str]:
     return [name, alias] if alias != name else [name]
 
 
+def add_runtime_args(parser: argparse.ArgumentParser, *, offload: tuple[str, ...], offload_help: str) -> None:
+    """The ``runtime`` group of a generating command: ``--device``, ``--dtype``, ``--backend``, ``--offload``
+    (``offload``: the modes this command takes) and ``--quiet``."""
+    from sana_wm.inference.request import BACKENDS
+    from sana_wm.utils.device import DTYPES
+
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--device", help="default: cuda if available, else cpu")
+    runtime.add_argument("--dtype", choices=sorted(DTYPES), help="default: bfloat16 on cuda, float32 on cpu")
+    runtime.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="the transformer's ops: auto (default) = triton on CUDA when installed, else torch",
+    )
+    runtime.add_argument("--offload", choices=offload, default="none", help=offload_help)
+    runtime.add_argument(
+        "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars, warnings only"
+    )
+
+
 def add_camera_path_args(parser: argparse.ArgumentParser, *, required: bool) -> None:
     """``--action`` / ``--camera`` (exactly one) and the DSL's speed settings."""
     source = parser.add_mutually_exclusive_group(required=required)

@@ -18,6 +18,7 @@ import logging
 
 from sana_wm.cli._args import (
     add_camera_path_args,
+    add_runtime_args,
     flag,
     job_fields,
     model_source,
@@ -25,8 +26,7 @@ from sana_wm.cli._args import (
     silence_library_progress,
 )
 from sana_wm.inference.offload import prefer_expandable_segments
-from sana_wm.inference.request import BACKENDS, OFFLOAD_MODES, REFINER_MODES, SAMPLER_NAMES
-from sana_wm.utils.device import DTYPES
+from sana_wm.inference.request import OFFLOAD_MODES, REFINER_MODES, SAMPLER_NAMES
 
 log = logging.getLogger("sana_wm")
 
@@ -170,23 +170,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="store the refiner transformer's weights in float8 (half the bfloat16 weight memory)",
     )
-    runtime = p.add_argument_group("runtime")
-    runtime.add_argument("--device", help="default: cuda if available, else cpu")
-    runtime.add_argument("--dtype", choices=sorted(DTYPES), help="default: bfloat16 on cuda, float32 on cpu")
-    runtime.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="the transformer's ops: auto (default) = triton on CUDA when installed, else torch",
-    )
-    runtime.add_argument(
-        "--offload",
-        choices=OFFLOAD_MODES,
-        default="none",
-        help="model: whole components on the GPU only while used; group: stream transformer blocks",
-    )
-    runtime.add_argument(
-        "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars, warnings only"
+    add_runtime_args(
+        p,
+        offload=OFFLOAD_MODES,
+        offload_help="model: whole components on the GPU only while used; group: stream transformer blocks",
     )
     p.set_defaults(func=run)
 

@@ -13,14 +13,13 @@ import argparse
 
 from sana_wm.cli._args import (
     add_camera_path_args,
+    add_runtime_args,
     flag,
     job_fields,
     model_source,
     runtime_settings,
     silence_library_progress,
 )
-from sana_wm.inference.request import BACKENDS
-from sana_wm.utils.device import DTYPES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -109,18 +108,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     refiner.add_argument(
         *flag("--refiner_fp8"), dest="refiner_fp8", action="store_true", help="refiner weights in float8"
     )
-    runtime = p.add_argument_group("runtime")
-    runtime.add_argument("--device", help="default: cuda if available, else cpu")
-    runtime.add_argument("--dtype", choices=sorted(DTYPES), help="default: bfloat16 on cuda, float32 on cpu")
-    runtime.add_argument("--backend", choices=BACKENDS, default="auto", help="the transformer's ops")
-    runtime.add_argument(
-        "--offload",
-        choices=("none", "group"),
-        default="none",
-        help="group: stream the transformers' blocks from pinned CPU memory (less GPU memory, slower)",
-    )
-    runtime.add_argument(
-        "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars, warnings only"
+    add_runtime_args(
+        p,
+        offload=("none", "group"),
+        offload_help="group: stream the transformers' blocks from pinned CPU memory (less memory, slower)",
     )
     p.set_defaults(func=run)
 
