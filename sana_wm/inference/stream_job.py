@@ -257,7 +257,7 @@ def _sidecar(
     source = job.inputs.source
     return {
         "command": "stream",
-        "video": spec.folder.joinpath(f"{spec.name}.mp4").name,
+        "video": f"{spec.name}.mp4",
         "image": job.inputs.image or "(the demo model's bundled first frame)",
         "prompt": request.prompt,
         "action": camera.action,
