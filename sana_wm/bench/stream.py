@@ -8,7 +8,8 @@ video is noise: only time and memory mean anything.
 
 Per length and variant (``stage1``: sampling only; ``decode``: sampling + causal decode to uint8 frames on
 the host; ``refiner``: plus the chunk-causal refiner, LTX-2's video stream with random weights (13.0 B
-parameters) and a random 256-token prompt, sink 1, blocks of 3, history 10 frames): seconds of every chunk
+parameters) and a random 256-token prompt, sink 1, blocks of 3, history 10 frames; ``refiner_fp8``: the same
+with its weights stored as float8 e4m3, as ``--refiner_fp8``): seconds of every chunk
 (ready to ready), first-chunk latency (from the start of sampling, after prompt and image encoding), the
 steady state (median chunk time from the third chunk on), the real-time factor (1.5 s of video per 24-frame
 chunk / steady chunk time), peak allocated memory after each chunk (to show it does not grow) and the
@@ -44,7 +45,7 @@ from sana_wm.models.variants import sana_wm_streaming_1600m_720p
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("stage1", "decode", "refiner")
+VARIANTS = ("stage1", "decode", "refiner", "refiner_fp8")
 REFINER_PROMPT_TOKENS = 256
 SECONDS_PER_CHUNK = 24 / 16  # 24 pixel frames at 16 fps
 
@@ -114,6 +115,11 @@ def run_stream_bench(settings: BenchSettings) -> dict[str, Any]:
             except torch.cuda.OutOfMemoryError:
                 lengths.append({"frames": settings.frames[0], "variant": variant, "result": "oom building"})
                 break
+        if variant == "refiner_fp8":
+            if refiner is None:
+                break
+            refiner[0].enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=settings.dtype)
+            free(settings.device)
         for frames in settings.frames:
             log.info("stream: %d frames, %s", frames, variant)
             lengths.append(_stream(pipe, frames, variant, settings, refiner))
@@ -138,7 +144,7 @@ def _stream(
         torch.cuda.reset_peak_memory_stats(settings.device)
     entry: dict[str, Any] = {"frames": frames, "variant": variant}
     refine = None
-    if variant == "refiner":
+    if variant.startswith("refiner"):
         from sana_wm.inference.refiner_stream import RefinerStream
         from sana_wm.inference.streaming import refiner_stage
 

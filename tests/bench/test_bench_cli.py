@@ -92,6 +92,7 @@ def test_tiny_stream_run_reports_every_variant(tmp_path) -> None:
         "stage1": (2, 0),
         "decode": (2, 49),
         "refiner": (2, 48),
+        "refiner_fp8": (2, 48),
     }
     for entry in entries.values():
         assert len(entry["chunk_s"]) == 2 and _positive(entry["first_chunk_s"]) and entry["cache_bytes"] > 0
