@@ -118,7 +118,9 @@ def run_stream_bench(settings: BenchSettings) -> dict[str, Any]:
         if variant == "refiner_fp8":
             if refiner is None:
                 break
-            refiner[0].enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=settings.dtype)
+            refiner[0].enable_layerwise_casting(
+                storage_dtype=torch.float8_e4m3fn, compute_dtype=settings.dtype
+            )
             free(settings.device)
         for frames in settings.frames:
             log.info("stream: %d frames, %s", frames, variant)
