@@ -364,6 +364,7 @@ class SanaWMTransformer(nn.Module):
         chunks: ChunkLayout | None = None,
         cache: StreamCache | None = None,
         write_cache: bool = False,
+        rope: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """Predict the velocity ``(B, C, T, h, w)``.
 
@@ -388,6 +389,9 @@ class SanaWMTransformer(nn.Module):
                 model runs chunk-causal whatever its config.
             write_cache: with ``cache``, store this forward's chunks in it and advance the stream (the
                 streaming sampler's clean timestep-0 pass).
+            rope: the RoPE tables ``(cos_MP, sin_MP)`` of this forward's grid at its frame offset
+                (``sana_wm.ops.rope.rope_tables``), when the caller has them as tensors (a replayed CUDA
+                graph reads them from its input buffers; computed here they would be frozen into it).
         """
         check_backend(backend)
         self._check_inputs(latents, timestep, text, text_mask, camera_conditions, chunk_plucker)
@@ -422,8 +426,10 @@ class SanaWMTransformer(nn.Module):
         y = self.attention_y_norm(self.y_embedder(text)).to(dtype)  # (B, L, D)
         keep = text_mask != 0  # (B, L) bool
 
-        offset = 0 if layout is None else layout.frame_offset
-        cos, sin = rope_tables(*grid, self.config.head_dim, device=latents.device, frame_offset=offset)
+        if rope is None:
+            offset = 0 if layout is None else layout.frame_offset
+            rope = rope_tables(*grid, self.config.head_dim, device=latents.device, frame_offset=offset)
+        cos, sin = rope
         rays = ray_transforms(camera_conditions, grid, cos, sin, self.config.head_dim)
         ctx = BlockContext(
             grid,

@@ -67,8 +67,11 @@ def camera_rope_tables(
     """Slice the main ``(M, E/2)`` tables to the camera branch's ``(M, E/4)`` (first pairs of each axis)."""
     pt, ph, _ = axis_pairs(head_dim)
     ct, ch, cw = axis_pairs(head_dim // 2)
-    index = torch.cat([torch.arange(ct), pt + torch.arange(ch), pt + ph + torch.arange(cw)]).to(cos_MP.device)
-    return cos_MP.index_select(-1, index), sin_MP.index_select(-1, index)
+    # Slices, not an index tensor built on the host: no host-to-device copy (CUDA-graph capturable).
+    ranges = ((0, ct), (pt, pt + ch), (pt + ph, pt + ph + cw))
+    cos_MQ = torch.cat([cos_MP[..., a:b] for a, b in ranges], dim=-1)
+    sin_MQ = torch.cat([sin_MP[..., a:b] for a, b in ranges], dim=-1)
+    return cos_MQ, sin_MQ
 
 
 def apply_rope(

@@ -46,9 +46,10 @@ def chunk_causal_short_conv(
     padded = torch.cat([tail, x, x.new_zeros(x.shape[0], taps - 1, *x.shape[2:])], dim=1)
     y = sum(weight[:, j] * padded[:, j : j + num_frames] for j in range(taps))
     ends = [*starts[1:], num_frames]
-    chunk_end_T = torch.tensor(
-        [end for start, end in zip(starts, ends, strict=True) for _ in range(start, end)], device=x.device
-    )
+    # The end of each frame's chunk, filled slice by slice on the device (no host-to-device copy).
+    chunk_end_T = torch.empty(num_frames, dtype=torch.int64, device=x.device)
+    for start, end in zip(starts, ends, strict=True):
+        chunk_end_T[start:end] = end
     frame_T = torch.arange(num_frames, device=x.device)
     for d in range(1, taps):
         valid_T = (frame_T + d < chunk_end_T).to(x.dtype)[None, :, None, None]
