@@ -1,6 +1,6 @@
 """Camera control: the action language, poses, intrinsics and the DiT's camera tensors (geometry only)."""
 
-from sana_wm.camera.actions import MAPPINGS, ActionMapping, action_to_c2w, parse_action
+from sana_wm.camera.actions import MAPPINGS, ActionMapping, ActionRollout, action_to_c2w, parse_action
 from sana_wm.camera.intrinsics import (
     check_fov,
     default_intrinsics,
@@ -20,6 +20,7 @@ from sana_wm.camera.trajectory import align_num_frames, latent_frames, snap_num_
 __all__ = [
     "MAPPINGS",
     "ActionMapping",
+    "ActionRollout",
     "action_to_c2w",
     "align_num_frames",
     "check_fov",

@@ -215,6 +215,87 @@ def _target_velocity(controls: set[str], translation: float, rotation: float) ->
     )
 
 
+class ActionRollout:
+    """The action language's camera, advanced one frame at a time from a state it keeps.
+
+    :func:`action_to_c2w` is this rollout over a parsed action string; a live caller (``sana-wm serve``)
+    feeds the key sets as they come, a chunk at a time, and gets the same poses as the string of the same
+    keys would. State: the rotation and position of the latest pose, the accumulated pitch, the (smoothed)
+    velocity ``(forward, strafe right, yaw right, pitch up)`` per frame and the controls held on the
+    previous frame. Speeds as for :func:`action_to_c2w`.
+    """
+
+    def __init__(
+        self,
+        mapping: str = "v1",
+        *,
+        translation_speed: float | None = None,
+        rotation_speed_deg: float | None = None,
+        pitch_limit_deg: float | None = None,
+    ) -> None:
+        if mapping not in MAPPINGS:
+            choices = ", ".join(MAPPINGS)
+            raise InputError(f"--action_mapping: unknown mapping {mapping!r}; choose one of {choices}")
+        spec = MAPPINGS[mapping]
+        self.spec = spec
+        self.translation = _checked_speed(translation_speed, spec.translation_speed, "--translation_speed")
+        rotation_deg = _checked_speed(rotation_speed_deg, spec.rotation_speed_deg, "--rotation_speed_deg")
+        limit_deg = _checked_speed(pitch_limit_deg, spec.pitch_limit_deg, "--pitch_limit_deg")
+        self.rotation, self.pitch_limit = math.radians(rotation_deg), math.radians(limit_deg)
+        self._alpha_press = 1.0 - math.exp(-1.0 / (FPS * TAU_PRESS_S))
+        self._alpha_coast = 1.0 - math.exp(-1.0 / (FPS * TAU_COAST_S))
+        self.set_pose(np.eye(4))
+
+    def set_pose(self, c2w_44: np.ndarray) -> None:
+        """Continue from the pose ``c2w_44`` at rest (velocity 0, no key held); its pitch is read from the
+        forward axis (``asin(-R[1, 2])``: positive looks up)."""
+        pose = np.asarray(c2w_44, dtype=np.float64)
+        self.rotation_33 = pose[:3, :3].copy()
+        self.position_3 = pose[:3, 3].copy()
+        self.pitch = float(math.asin(min(max(-self.rotation_33[1, 2], -1.0), 1.0)))
+        self.velocity_4 = np.zeros(4)
+        self._previous: set[str] = set()
+
+    def step(self, keys: frozenset[str] | set[str]) -> np.ndarray:
+        """Advance one frame with ``keys`` (letters of :data:`KEYS`) held; returns its ``(4, 4)`` c2w."""
+        spec = self.spec
+        controls = {spec.controls[k] for k in keys}
+        target = _target_velocity(controls, self.translation, self.rotation)
+        if not spec.smooth or controls - self._previous:
+            # A fresh press snaps every component (also ones whose keys were already held).
+            velocity = target
+        else:
+            alpha = np.where(np.abs(target) > 1e-12, self._alpha_press, self._alpha_coast)
+            velocity = self.velocity_4 + alpha * (target - self.velocity_4)
+        self.velocity_4, self._previous = velocity, controls
+        forward_speed, strafe_speed, yaw, pitch_rate = velocity
+
+        pitch, limit = self.pitch, self.pitch_limit
+        if spec.saturating_pitch:
+            new_pitch = min(max(pitch + pitch_rate, -limit), limit)
+            pitch_step, self.pitch = new_pitch - pitch, new_pitch
+        elif -limit <= pitch + pitch_rate <= limit:
+            pitch_step, self.pitch = pitch_rate, pitch + pitch_rate
+        else:
+            pitch_step = 0.0
+
+        self.rotation_33 = _rot_y(yaw) @ self.rotation_33 @ _rot_x(pitch_step)
+        forward = _horizontal_unit(self.rotation_33[:, 2])
+        right = _horizontal_unit(self.rotation_33[:, 0])
+        self.position_3 = self.position_3 + forward * forward_speed + right * strafe_speed
+        c2w_44 = np.eye(4)
+        c2w_44[:3, :3] = self.rotation_33
+        c2w_44[:3, 3] = self.position_3
+        return c2w_44
+
+    def rollout(self, frames: list[frozenset[str]]) -> np.ndarray:
+        """:meth:`step` over one key set per frame; ``(len(frames), 4, 4)`` float64."""
+        c2w_F44 = np.zeros((len(frames), 4, 4))
+        for index, keys in enumerate(frames):
+            c2w_F44[index] = self.step(keys)
+        return c2w_F44
+
+
 def action_to_c2w(
     action: str,
     *,
@@ -223,7 +304,7 @@ def action_to_c2w(
     rotation_speed_deg: float | None = None,
     pitch_limit_deg: float | None = None,
 ) -> np.ndarray:
-    """Roll an action string out into camera-to-world poses.
+    """Roll an action string out into camera-to-world poses (an :class:`ActionRollout` from the identity).
 
     Args:
         action: the action string (see the module docstring).
@@ -235,51 +316,12 @@ def action_to_c2w(
     Returns:
         ``c2w_F44`` float32 of shape (N + 1, 4, 4) for N action frames; pose 0 is the identity.
     """
-    if mapping not in MAPPINGS:
-        choices = ", ".join(MAPPINGS)
-        raise InputError(f"--action_mapping: unknown mapping {mapping!r}; choose one of {choices}")
-    spec = MAPPINGS[mapping]
-    translation = _checked_speed(translation_speed, spec.translation_speed, "--translation_speed")
-    rotation_deg = _checked_speed(rotation_speed_deg, spec.rotation_speed_deg, "--rotation_speed_deg")
-    pitch_limit_deg = _checked_speed(pitch_limit_deg, spec.pitch_limit_deg, "--pitch_limit_deg")
-    rotation, pitch_limit = math.radians(rotation_deg), math.radians(pitch_limit_deg)
+    rollout = ActionRollout(
+        mapping,
+        translation_speed=translation_speed,
+        rotation_speed_deg=rotation_speed_deg,
+        pitch_limit_deg=pitch_limit_deg,
+    )
     frames = parse_action(action)
-
-    alpha_press = 1.0 - math.exp(-1.0 / (FPS * TAU_PRESS_S))
-    alpha_coast = 1.0 - math.exp(-1.0 / (FPS * TAU_COAST_S))
-    rotation_3x3 = np.eye(3)
-    position = np.zeros(3)
-    pitch = 0.0
-    velocity = np.zeros(4)
-    previous: set[str] = set()
-    c2w_F44 = np.zeros((len(frames) + 1, 4, 4))
-    c2w_F44[:, 3, 3] = 1.0
-    c2w_F44[0, :3, :3] = rotation_3x3
-
-    for index, keys in enumerate(frames, start=1):
-        controls = {spec.controls[k] for k in keys}
-        target = _target_velocity(controls, translation, rotation)
-        if not spec.smooth or controls - previous:
-            # A fresh press snaps every component (also ones whose keys were already held).
-            velocity = target
-        else:
-            alpha = np.where(np.abs(target) > 1e-12, alpha_press, alpha_coast)
-            velocity = velocity + alpha * (target - velocity)
-        previous = controls
-        forward_speed, strafe_speed, yaw, pitch_rate = velocity
-
-        if spec.saturating_pitch:
-            new_pitch = min(max(pitch + pitch_rate, -pitch_limit), pitch_limit)
-            pitch_step, pitch = new_pitch - pitch, new_pitch
-        elif -pitch_limit <= pitch + pitch_rate <= pitch_limit:
-            pitch_step, pitch = pitch_rate, pitch + pitch_rate
-        else:
-            pitch_step = 0.0
-
-        rotation_3x3 = _rot_y(yaw) @ rotation_3x3 @ _rot_x(pitch_step)
-        forward = _horizontal_unit(rotation_3x3[:, 2])
-        right = _horizontal_unit(rotation_3x3[:, 0])
-        position = position + forward * forward_speed + right * strafe_speed
-        c2w_F44[index, :3, :3] = rotation_3x3
-        c2w_F44[index, :3, 3] = position
+    c2w_F44 = np.concatenate([np.eye(4)[None], rollout.rollout(frames)])
     return c2w_F44.astype(np.float32)
