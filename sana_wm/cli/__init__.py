@@ -23,6 +23,7 @@ _COMMANDS = (
     "overlay_demo",
     "generate",
     "stream",
+    "serve",
     "worlds",
     "cache_latents",
     "train",
