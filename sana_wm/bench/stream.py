@@ -6,7 +6,8 @@ release's ``ltx2_causal_vae``) and Gemma-2 are built with random weights on the 
 ``--tiny``); the sampler is the student's (4 Euler steps + the cache-write pass per chunk, no guidance). The
 video is noise: only time and memory mean anything.
 
-Per length and variant (``stage1``: sampling only; ``decode``: sampling + causal decode to uint8 frames on
+Per length and variant (``stage1``: sampling only, steady-state forwards replayed as CUDA graphs on a GPU;
+``stage1_eager``: the same without graphs; ``decode``: sampling + causal decode to uint8 frames on
 the host; ``refiner``: plus the chunk-causal refiner, LTX-2's video stream with random weights (13.0 B
 parameters) and a random 256-token prompt, sink 1, blocks of 3, history 10 frames; ``refiner_fp8``: the same
 with its weights stored as float8 e4m3, as ``--refiner_fp8``): seconds of every chunk
@@ -45,7 +46,7 @@ from sana_wm.models.variants import sana_wm_streaming_1600m_720p
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("stage1", "decode", "refiner", "refiner_fp8")
+VARIANTS = ("stage1_eager", "stage1", "decode", "refiner", "refiner_fp8")
 REFINER_PROMPT_TOKENS = 256
 SECONDS_PER_CHUNK = 24 / 16  # 24 pixel frames at 16 fps
 
@@ -140,7 +141,9 @@ def _stream(
     frames = snap_stream_frames(frames)
     size = (settings.height, settings.width)
     c2w = action_to_c2w(action_for(frames))[:frames]
-    stream_settings = StreamSettings(height=size[0], width=size[1], seed=settings.seed)
+    stream_settings = StreamSettings(
+        height=size[0], width=size[1], seed=settings.seed, cuda_graphs=variant != "stage1_eager"
+    )
     cuda = settings.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(settings.device)
@@ -163,7 +166,7 @@ def _stream(
             default_intrinsics(size),
             frames,
             stream_settings,
-            decoder=_NoDecode() if variant == "stage1" else None,
+            decoder=_NoDecode() if variant.startswith("stage1") else None,
             refiner=refine,
         )
         if cuda:
@@ -191,6 +194,14 @@ def _stream(
             "peak_device_gib": monitor.peak_gib,
             "device_memory_source": monitor.source,
             "cache_bytes": session.cache.nbytes() if session.cache is not None else None,
+            "cuda_graphs": None
+            if session.graphs is None
+            else {
+                "eager": session.graphs.eager,
+                "recorded": session.graphs.recorded,
+                "replayed": session.graphs.replayed,
+                "disabled": session.graphs.disabled,
+            },
         }
     )
     return entry

@@ -37,6 +37,7 @@ from PIL import Image
 
 from sana_wm.camera import prepare_camera, transform_intrinsics_for_crop
 from sana_wm.errors import InputError
+from sana_wm.inference.stream_graphs import GraphedStreamForward
 from sana_wm.models.causal import StreamCache
 from sana_wm.samplers import flow_sigmas
 from sana_wm.samplers.chunked import (
@@ -75,6 +76,8 @@ class StreamSettings:
         num_cached_blocks: softmax window W (the sink plus the latest W − 1 chunks; <= 0: all).
         sink: keep chunk 0 readable by every later chunk.
         seed: noise seed.
+        cuda_graphs: on CUDA, replay recorded graphs of the steady-state forwards
+            (:mod:`sana_wm.inference.stream_graphs`; the same numbers, far fewer kernel launches).
     """
 
     height: int = 704
@@ -87,6 +90,7 @@ class StreamSettings:
     num_cached_blocks: int = 2
     sink: bool = True
     seed: int = 42
+    cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
         if self.height % 32 or self.width % 32 or self.height < 32 or self.width < 32:
@@ -166,6 +170,7 @@ class StreamSession:
     timings: dict[str, float] = field(default_factory=dict)
     _camera_key: tuple[int, int, int] | None = None
     _camera_value: Any = None
+    graphs: GraphedStreamForward | None = None
 
     @classmethod
     @torch.no_grad()
@@ -226,6 +231,8 @@ class StreamSession:
         session.cache = StreamCache(
             len(pipe.transformer.blocks), window=settings.num_cached_blocks, sink=settings.sink
         )
+        if settings.cuda_graphs and pipe.device.type == "cuda":
+            session.graphs = GraphedStreamForward(pipe.transformer, backend=pipe.backend)
         return session
 
     @property
@@ -278,17 +285,11 @@ class StreamSession:
         guided = s.cfg_scale != 1.0
         if guided:
             x, t_B1T = torch.cat([x, x]), torch.cat([t_B1T, t_B1T])
-        v = pipe.transformer(
-            x.to(pipe.dtype),
-            t_B1T,
-            self.text_BLD,
-            self.text_mask_BL,
-            camera,
-            plucker,
-            backend=pipe.backend,
-            cache=self.cache,
-            write_cache=write,
-        )
+        inputs = (x.to(pipe.dtype), t_B1T, self.text_BLD, self.text_mask_BL, camera, plucker)
+        if self.graphs is not None:
+            v = self.graphs(*inputs, cache=self.cache, write_cache=write)
+        else:
+            v = pipe.transformer(*inputs, backend=pipe.backend, cache=self.cache, write_cache=write)
         if guided:
             v_uncond, v_cond = v.chunk(2)
             v = v_uncond + s.cfg_scale * (v_cond - v_uncond)

@@ -89,6 +89,7 @@ def test_tiny_stream_run_reports_every_variant(tmp_path) -> None:
     # 49 frames: chunks of latent frames [0, 4) and [4, 7); no frames without decoding; the refiner's sink
     # frame is dropped
     assert {v: (e["chunks"], e["frames_decoded"]) for v, e in entries.items()} == {
+        "stage1_eager": (2, 0),
         "stage1": (2, 0),
         "decode": (2, 49),
         "refiner": (2, 48),
