@@ -108,6 +108,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     refiner.add_argument(
         *flag("--refiner_fp8"), dest="refiner_fp8", action="store_true", help="refiner weights in float8"
     )
+    p.add_argument(
+        *flag("--no_cuda_graphs"),
+        dest="no_cuda_graphs",
+        action="store_true",
+        help="run every stage-1 forward eagerly (default on CUDA: replay graphs of the steady-state chunks)",
+    )
     add_runtime_args(
         p,
         offload=("none", "group"),
@@ -147,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         refiner_kv_max_frames=args.refiner_kv_max_frames,
         refiner_seed=args.refiner_seed,
         refiner_fp8=args.refiner_fp8,
+        cuda_graphs=not args.no_cuda_graphs,
     )
     result = run_stream_job(job, progress=not quiet)
     print(

@@ -52,6 +52,7 @@ class StreamJob:
     refiner_kv_max_frames: int = 11
     refiner_seed: int = 42
     refiner_fp8: bool = False
+    cuda_graphs: bool = True
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ def run_stream_job(job: StreamJob, *, progress: bool = True) -> StreamResult:
         num_cached_blocks=job.num_cached_blocks,
         sink=job.sink,
         seed=sampling.seed,
+        cuda_graphs=job.cuda_graphs,
     )
     load_start = time.perf_counter()
     if job.refine and not demo and job.refiner_kv_max_frames < 2:

@@ -76,8 +76,9 @@ class StreamSettings:
         num_cached_blocks: softmax window W (the sink plus the latest W − 1 chunks; <= 0: all).
         sink: keep chunk 0 readable by every later chunk.
         seed: noise seed.
-        cuda_graphs: on CUDA, replay recorded graphs of the steady-state forwards
-            (:mod:`sana_wm.inference.stream_graphs`; the same numbers, far fewer kernel launches).
+        cuda_graphs: on CUDA with the transformer resident (no block offload), replay recorded graphs of the
+            steady-state forwards (:mod:`sana_wm.inference.stream_graphs`; the same numbers, far fewer
+            kernel launches).
     """
 
     height: int = 704
@@ -231,7 +232,8 @@ class StreamSession:
         session.cache = StreamCache(
             len(pipe.transformer.blocks), window=settings.num_cached_blocks, sink=settings.sink
         )
-        if settings.cuda_graphs and pipe.device.type == "cuda":
+        # Not with blocks streamed from the host (--offload group): their weights move on every forward.
+        if settings.cuda_graphs and pipe.device.type == "cuda" and pipe.offload == "none":
             session.graphs = GraphedStreamForward(pipe.transformer, backend=pipe.backend)
         return session
 
