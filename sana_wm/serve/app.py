@@ -56,36 +56,37 @@ class Guard:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
-        reason = self.refusal(scope)
-        if reason is None:
+        refused = self.refusal(scope)
+        if refused is None:
             return await self.app(scope, receive, send)
         if scope["type"] == "websocket":
             await receive()  # the websocket.connect event
-            await send({"type": "websocket.close", "code": 1008, "reason": reason})
+            await send({"type": "websocket.close", "code": 1008, "reason": refused[1]})
             return None
-        body = f"refused: {reason}\n".encode()
+        body = f"refused: {refused[1]}\n".encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 401 if "token" in reason else 403,
+                "status": refused[0],
                 "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})
         return None
 
-    def refusal(self, scope: dict[str, Any]) -> str | None:
+    def refusal(self, scope: dict[str, Any]) -> tuple[int, str] | None:
+        """None, or the HTTP status (401: token, 403: host or origin) and the reason."""
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = headers.get("host", "")
         if self.token is None:
             name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
             if name not in LOOPBACK_HOSTS:
-                return "this server answers only to loopback host names (bind elsewhere with --token)"
+                return 403, "this server answers only to loopback host names (bind elsewhere with --token)"
         elif not self._has_token(scope, headers):
-            return "missing or wrong token"
+            return 401, "missing or wrong token"
         origin = headers.get("origin")
         if scope["type"] == "websocket" and origin and urlsplit(origin).netloc != host:
-            return "cross-origin WebSocket"
+            return 403, "cross-origin WebSocket"
         return None
 
     def _has_token(self, scope: dict[str, Any], headers: dict[str, str]) -> bool:
