@@ -16,6 +16,7 @@ const LEGEND = {
 const state = window.sanaState = {
   info: null, state: "connecting", session: null, frames: 0, shown: 0, lastFrame: null, pose: null,
   latencies: [], errors: [], notices: [], busy: null, download: null, queuePosition: null,
+  track: [], // [frame index, x, z, yaw_deg, keys_seq] per frame received (the latest 2000)
 };
 let socket = null;
 let seq = 0;
@@ -81,6 +82,8 @@ function onMessage(m) {
       state.info = m;
       setText("model", `${m.model} model on ${m.device} · default ${m.defaults.width}×${m.defaults.height}, ` +
         `${m.defaults.distilled ? "distilled steps" : m.defaults.steps + " steps"} · up to ${m.limits.max_chunks} chunks`);
+      $("size").replaceChildren(...sizes(m.defaults).map(([w, h], i) => new Option(
+        `${w}×${h}${i ? "" : " (model)"}`, `${w}x${h}`)));
       $("steps").placeholder = m.defaults.steps;
       $("steps").disabled = m.defaults.distilled;
       $("max-chunks").placeholder = m.limits.max_chunks;
@@ -124,7 +127,10 @@ function onMessage(m) {
       setState(m.reason === "error" ? "failed" : "ended");
       break;
     case "notice": showNotice(m.message); break;
-    case "error": showError(`${m.code}: ${m.message}`); break;
+    case "error":
+      showError(`${m.code}: ${m.message}`);
+      if (state.state === "starting") setState(state.download ? "ended" : "idle"); // the start was refused
+      break;
     case "pong": break;
     default: break;
   }
@@ -135,6 +141,8 @@ function onFrame(m) {
   state.frames += 1;
   state.lastFrame = m.index;
   madeTimes.push(now);
+  state.track.push([m.index, m.pose.position[0], m.pose.position[2], m.pose.yaw_deg, m.keys_seq]);
+  if (state.track.length > 2000) state.track.shift();
   if (pendingSeq !== null && m.keys_seq >= pendingSeq) {
     const latency = now - sentAt.get(pendingSeq);
     state.latencies.push({ seq: pendingSeq, ms: latency });
@@ -142,6 +150,17 @@ function onFrame(m) {
     pendingSeq = null;
   }
   playQueue.push(m);
+}
+
+// The model's size and smaller ones of the same aspect (multiples of 32): smaller is faster.
+function sizes(defaults) {
+  const out = [];
+  for (const scale of [1, 0.75, 0.5, 0.25]) {
+    const w = Math.max(32, Math.round(defaults.width * scale / 32) * 32);
+    const h = Math.max(32, Math.round(defaults.height * scale / 32) * 32);
+    if (!out.some(([a, b]) => a === w && b === h)) out.push([w, h]);
+  }
+  return out;
 }
 
 function b64ToBlob(b64) {
@@ -242,6 +261,8 @@ $("start-form").addEventListener("submit", async (event) => {
   setText("error", ""); setText("notice", "");
   const settings = { mapping: $("mapping").value, seed: Number($("seed").value || 42),
     pause_when_idle: $("pause-idle").checked, hud: $("hud").checked };
+  const [width, height] = $("size").value.split("x").map(Number);
+  if (width && height && $("size").selectedIndex > 0) Object.assign(settings, { width, height });
   if ($("steps").value && !$("steps").disabled) settings.steps = Number($("steps").value);
   if ($("max-chunks").value) settings.max_chunks = Number($("max-chunks").value);
   let image = null;
