@@ -25,6 +25,7 @@ _COMMANDS = (
     "stream",
     "serve",
     "worlds",
+    "annotate",
     "cache_latents",
     "train",
     "convert",
