@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         *flag("--num_videos"), dest="num_videos", type=int, help="side-by-side videos (default: 3 at most)"
     )
     p.add_argument("--fps", type=float, default=16.0, help="frame rate of the videos (default 16)")
+    p.add_argument(
+        *flag("--camera_accuracy"),
+        dest="camera_accuracy",
+        action="store_true",
+        help="also re-estimate the poses of the model's and the ground-truth videos with the annotator's SfM "
+        "(needs pycolmap; slow on a CPU) and report rotation / translation error and CamMC",
+    )
     gen = p.add_argument_group("generation")
     gen.add_argument("--seed", type=int, default=0, help="noise seed of clip 0; clip i uses seed + i")
     gen.add_argument("--steps", type=int, help="sampling steps (default: the model's)")
@@ -123,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         fps=args.fps,
         num_videos=min(3, args.num_clips) if args.num_videos is None else args.num_videos,
         device=str(eval_device),
+        camera_accuracy=args.camera_accuracy,
     )
     check_eval_settings(settings)
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -153,6 +161,16 @@ def run(args: argparse.Namespace) -> int:
         _number(summary["camera_blind"]["camera_following"]),
         args.out,
     )
+    if args.camera_accuracy:
+        for video, row in report["camera_accuracy"].items():
+            log.info(
+                "camera accuracy (SfM), %s: rotation error %.2f deg, translation error %.3f m, CamMC %.3f, "
+                "%d clip(s) reconstructed, %d failed",
+                video.replace("_", " "),
+                *(_number(row[name]) for name in ("rot_err_deg", "trans_err", "cammc")),
+                row["reconstructed"],
+                row["failed"],
+            )
     return 0
 
 

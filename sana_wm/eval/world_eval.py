@@ -83,6 +83,9 @@ DEFINITIONS = {
     "flow_ratio": "RMS flow of the video / RMS flow of the ground truth (1 = as much motion, 0 = still)",
     "margin_db": "model psnr_db minus the baseline's psnr_db",
     "frames": "frame 0 is the given first frame; per-frame lists include it, means do not",
+    "camera_accuracy": "with --camera_accuracy: poses of the model's video and of the ground-truth render "
+    "re-estimated by the annotator's SfM, against the commanded path after a similarity alignment "
+    "(sana_wm.eval.camera_accuracy): rotation error (deg), translation error (m), CamMC",
 }
 
 _SCALARS = ("psnr_db", "ssim", "psnr_db_last", "camera_following", "flow_ratio")
@@ -107,6 +110,7 @@ class EvalSettings:
     fps: float = 16.0
     num_videos: int = 3
     device: str = "cpu"
+    camera_accuracy: bool = False
 
 
 def check_eval_settings(settings: EvalSettings) -> None:
@@ -249,7 +253,8 @@ def evaluate_worlds(
         shadows=settings.shadows,
     )
     clips, videos = [], []
-    timings = dict.fromkeys(("render", "generate", "metrics", "videos"), 0.0)
+    timings = dict.fromkeys(("render", "generate", "metrics", "videos", "camera"), 0.0)
+    cameras = []
     for n, index in enumerate(range(settings.first_clip, settings.first_clip + settings.num_clips)):
         clip = make_clip(clip_settings, index)
         seed = settings.seed + index
@@ -269,6 +274,12 @@ def evaluate_worlds(
                 )
                 videos.append(video_path.relative_to(out).as_posix())
         clips.append(_clip_record(clip, seed, methods))
+        if settings.camera_accuracy:
+            from sana_wm.eval.camera_accuracy import camera_accuracy
+
+            with _timed(timings, "camera"):
+                cameras.append(camera_accuracy(generated["model"], gt_FHW3, clip.path.c2w_F44))
+            clips[-1]["camera_accuracy"] = cameras[-1]
         log.info(
             "%s (%s): PSNR model %.2f dB, camera-blind %.2f dB, repeat-first %.2f dB; camera following %.3f",
             clip.key,
@@ -289,6 +300,7 @@ def evaluate_worlds(
             for kind in sorted({c["trajectory"] for c in clips})
         },
         "clips": clips,
+        **({"camera_accuracy": _camera_summary(cameras)} if settings.camera_accuracy else {}),
         "files": {"report": REPORT_JSON, "plot": PLOT_PNG, "videos": videos},
         "timings_s": timings,
     }
@@ -297,6 +309,12 @@ def evaluate_worlds(
     with atomic_output(out / REPORT_JSON) as tmp:
         tmp.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     return report
+
+
+def _camera_summary(cameras: list[dict[str, Any]]) -> dict[str, Any]:
+    from sana_wm.eval.camera_accuracy import summarise_camera
+
+    return summarise_camera(cameras)
 
 
 def _clip_record(clip: Clip, seed: int, methods: dict[str, Any]) -> dict[str, Any]:
