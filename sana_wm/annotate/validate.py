@@ -103,6 +103,7 @@ def render_validation_set(
     width: int = 640,
     limit: int | None = None,
     chosen: list[Case] | None = None,
+    device: str = "cpu",
     progress: bool = False,
 ) -> Path:
     """Render the split's cases (the first ``limit``, or ``chosen``) into
@@ -124,7 +125,7 @@ def render_validation_set(
             key = f"val_{split}_{case.index:03d}_{case.motion}_{int(case.hfov_deg)}_{case.texture}"
             video = Path(tmp) / f"{key}.mp4"
             with VideoWriter(video, fps=16.0, crf=18) as writer:
-                for batch in render_batches(world, c2w, K, height, width):
+                for batch in render_batches(world, c2w, K, height, width, device=device):
                     writer.write_many(batch.rgb_FHW3.cpu().numpy())
             info = {
                 "prompt": "",
