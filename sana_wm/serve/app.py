@@ -14,11 +14,13 @@ rebinding. A WebSocket whose ``Origin`` is another site is refused either way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import io
 import json
 import logging
 import zipfile
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -108,10 +110,15 @@ class Guard:
 
 def create_app(engine: Any, options: ServerOptions, workdir: Path) -> Any:
     """The ASGI application (FastAPI behind :class:`Guard`). ``app.state.scheduler`` runs the sessions."""
-    app = FastAPI(title="sana-wm serve", docs_url=None, redoc_url=None, openapi_url=None)
     scheduler = DeviceScheduler(engine, max_queue=options.limits.max_queue, workdir=workdir)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        yield
+        await asyncio.to_thread(scheduler.close)  # stop the session at its next chunk, end the worker
+
+    app = FastAPI(title="sana-wm serve", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.scheduler = scheduler
-    app.router.add_event_handler("shutdown", scheduler.close)
     recordings: dict[str, LiveSession] = {}
     info = _info(engine, options)
 

@@ -77,6 +77,7 @@ def serve(config: ServeConfig, source: Any, runtime: Any) -> None:
 
     from sana_wm.serve.engine import load_engine
 
+    _check_port(config.host, config.port)
     token = config.resolved_token()
     engine = load_engine(source, runtime, decode_lookahead=config.decode_lookahead)
     with tempfile.TemporaryDirectory(prefix="sana-wm-serve-") as workdir:
@@ -136,6 +137,17 @@ def start_in_thread(
 ) -> BackgroundServer:
     """Serve ``engine`` on a free loopback port from a background thread (tests and the benchmark)."""
     return BackgroundServer(build_app(engine, config, token, workdir), config).start()
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port that cannot be bound before the model is loaded (one line, not a uvicorn log)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as err:
+            raise InputError(f"--host {host} --port {port}: cannot listen there ({err.strerror})") from None
 
 
 def _free_port() -> int:

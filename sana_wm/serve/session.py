@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,6 @@ class LiveSession:
         self.last_input = time.monotonic()
         self.others_waiting: Callable[[], bool] = lambda: False
         self.recording: Path | None = None
-        self.frames_recorded = 0
         self.state = "queued"
 
     def set_keys(self, letters: frozenset[str], seq: int) -> None:
@@ -124,6 +124,71 @@ def encode_jpeg(frame_HW3: np.ndarray, quality: int) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+class Publisher:
+    """Draws the HUD, encodes the JPEGs, records and sends each chunk's frames on a thread of its own, in
+    order, while the worker samples the next chunk. At most one chunk waits (bounded memory); a client that
+    went away surfaces as :class:`SessionStopped` at the worker's next :meth:`publish`."""
+
+    def __init__(self, session: LiveSession, writer: Any) -> None:
+        self.session, self.writer = session, writer
+        self.labels = _hud_labels(session.settings.mapping)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="sana-wm-publish")
+        self.pending: list[Future[Any]] = []
+        self.queued = 0  # frames handed over (the pose index of the next chunk's first frame)
+        self.written = 0  # frames recorded and sent
+
+    def publish(self, frames_FHW3: np.ndarray, chunk: int) -> None:
+        self._settle(keep=0)
+        first, self.queued = self.queued, self.queued + len(frames_FHW3)
+        self.pending.append(self.pool.submit(self._send_chunk, frames_FHW3, first, chunk))
+
+    def post(self, message: dict[str, Any]) -> None:
+        """A message after the frames published so far."""
+        self.pending.append(self.pool.submit(self.session.emit, message))
+
+    def close(self) -> None:
+        try:
+            self._settle(keep=0)
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def _settle(self, keep: int) -> None:
+        while len(self.pending) > keep:
+            self.pending.pop(0).result()
+
+    def _send_chunk(self, frames: np.ndarray, first: int, chunk: int) -> None:
+        session, settings = self.session, self.session.settings
+        count = len(frames)
+        if not count:
+            return
+        with session.lock:
+            c2w = np.stack(session.camera.c2w_F44[first : first + count])
+            keys_seq = session.camera.keys_seq_F[first : first + count]
+            hud = session.camera.hud_F6[first : first + count]
+        if settings.hud:
+            from sana_wm.viz.overlay import draw_hud
+
+            frames = np.stack(
+                [draw_hud(f, row, key_labels=self.labels) for f, row in zip(frames, hud, strict=True)]
+            )
+        self.writer.write_chunk(frames)
+        self.written += count
+        for offset, frame in enumerate(frames):
+            alive = session.emit(
+                {
+                    "type": "frame",
+                    "index": first + offset,
+                    "chunk": chunk,
+                    "keys_seq": int(keys_seq[offset]),
+                    "pose": pose_summary(c2w[offset]),
+                    "c2w": np.round(c2w[offset], 6).tolist(),
+                    "jpeg": encode_jpeg(frame, settings.jpeg_quality),
+                }
+            )
+            if not alive:
+                raise SessionStopped
+
+
 def run_session(engine: Any, session: LiveSession, workdir: Path) -> None:
     """Generate ``session`` on ``engine`` until it ends (worker thread). Never raises: failures become an
     ``error`` message (its text for bad input, a generic line for internal errors, logged here)."""
@@ -158,73 +223,49 @@ def run_session(engine: Any, session: LiveSession, workdir: Path) -> None:
                 "device": engine.device,
             }
         )
-        labels = _hud_labels(settings.mapping)
         begin = time.perf_counter()
         chunk_iter = iter(stream)
         with StreamingVideoWriter(video, fps=engine.defaults.fps) as writer:
-            while True:
-                with session.lock:
-                    session.state = "generating"
-                chunk_start = time.perf_counter()
-                try:
-                    chunk = next(chunk_iter)
-                except StopIteration:
-                    break
-                frames = chunk.frames
-                with session.lock:
-                    c2w = np.stack(session.camera.c2w_F44[frames_sent : frames_sent + len(frames)])
-                    keys_seq = session.camera.keys_seq_F[frames_sent : frames_sent + len(frames)]
-                    hud = session.camera.hud_F6[frames_sent : frames_sent + len(frames)]
-                if settings.hud and len(frames):
-                    from sana_wm.viz.overlay import draw_hud
-
-                    frames = np.stack(
-                        [draw_hud(f, row, key_labels=labels) for f, row in zip(frames, hud, strict=True)]
-                    )
-                if len(frames):
-                    writer.write_chunk(frames)
-                ready = time.perf_counter()
-                for offset, frame in enumerate(frames):
-                    alive = session.emit(
+            publisher = Publisher(session, writer)
+            try:
+                while True:
+                    with session.lock:
+                        session.state = "generating"
+                    chunk_start = time.perf_counter()
+                    try:
+                        chunk = next(chunk_iter)
+                    except StopIteration:
+                        break
+                    ready = time.perf_counter()
+                    publisher.publish(chunk.frames, chunk.index)
+                    publisher.post(
                         {
-                            "type": "frame",
-                            "index": frames_sent + offset,
-                            "chunk": chunk.index,
-                            "keys_seq": int(keys_seq[offset]),
-                            "pose": pose_summary(c2w[offset]),
-                            "c2w": np.round(c2w[offset], 6).tolist(),
-                            "jpeg": encode_jpeg(frame, settings.jpeg_quality),
+                            "type": "chunk",
+                            "index": chunk.index,
+                            "frames": len(chunk.frames),
+                            "seconds": round(ready - chunk_start, 4),
+                            "elapsed_s": round(ready - begin, 4),
                         }
                     )
-                    if not alive:
-                        raise SessionStopped
-                frames_sent += len(frames)
-                with session.lock:
-                    session.frames_recorded = frames_sent
-                session.emit(
-                    {
-                        "type": "chunk",
-                        "index": chunk.index,
-                        "frames": len(frames),
-                        "total_frames": frames_sent,
-                        "seconds": round(ready - chunk_start, 4),
-                        "elapsed_s": round(ready - begin, 4),
-                    }
-                )
-                if chunk.index + 1 >= len(stream.segments):
-                    continue  # the decoder's flush comes next, whatever the keys
-                if session.idle():
-                    session.emit({"type": "state", "state": "paused"})
-                    with session.lock:
-                        session.state = "paused"
-                    outcome = session.wait_for_input()
-                    if outcome != "input":
-                        reason = outcome
-                        break
-                    with session.lock:
-                        if session.camera.at_rest():
-                            session.camera.stop_moving()
-                    session.emit({"type": "state", "state": "generating"})
+                    if chunk.index + 1 >= len(stream.segments):
+                        continue  # the decoder's flush comes next, whatever the keys
+                    if session.idle():
+                        publisher.post({"type": "state", "state": "paused"})
+                        with session.lock:
+                            session.state = "paused"
+                        outcome = session.wait_for_input()
+                        if outcome != "input":
+                            reason = outcome
+                            break
+                        with session.lock:
+                            if session.camera.at_rest():
+                                session.camera.stop_moving()
+                        publisher.post({"type": "state", "state": "generating"})
+            finally:
+                try:
+                    publisher.close()
+                finally:
+                    frames_sent = publisher.written
         if frames_sent:
             _write_sidecar(folder, session, stream_settings, intrinsics_4, frames_sent, engine)
             with session.lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 import urllib.error
 import urllib.request
 import zipfile
@@ -186,3 +187,7 @@ def test_bind_rules() -> None:
     assert main(["serve", "--host", "0.0.0.0"]) == 2
     assert main(["serve", "--token", "short"]) == 2
     assert main(["serve", "--max_upload_mb", "-1"]) == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", "--port", str(taken.getsockname()[1])]) == 2  # refused before loading the model
