@@ -6,27 +6,17 @@ browser gets "busy" and its place in line."""
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
+from serve_screenshot import CHROMIUM_FLAGS, chromium_path  # scripts/ is on pytest's path
 
 from .conftest import start_server
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# What Chromium needs on these machines (no sandbox as root, no GPU, no background network).
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+CHROMIUM = chromium_path()
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)"
