@@ -125,7 +125,8 @@ def pipeline_rows(body: dict[str, Any]) -> list[str]:
 
 STREAM_HEADER = (
     "| frames (chunks) | variant | first chunk s | steady s/chunk | real-time × | total s "
-    "| peak alloc GiB (after chunk 2 / end) | device GiB |\n|---|---|---|---|---|---|---|---|"
+    "| setup peak GiB | stream peak alloc GiB (after chunk 2 / end) | device GiB |"
+    "\n|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -139,7 +140,8 @@ def stream_rows(body: dict[str, Any]) -> list[str]:
             f"| {entry['frames']} ({entry['chunks']}) | {entry['variant']} "
             f"| {_num(entry['first_chunk_s'], 3)} | {_num(entry['steady_chunk_s'], 3)} "
             f"| {_num(entry['realtime_factor'])} | {_num(entry['total_s'])} "
-            f"| {growth} | {_num(entry.get('peak_device_gib'), 1)} |"
+            f"| {_num(entry.get('peak_setup_allocated_gib'), 2)} | {growth} "
+            f"| {_num(entry.get('peak_device_gib'), 1)} |"
         )
     return rows
 

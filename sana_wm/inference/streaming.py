@@ -115,6 +115,13 @@ class StreamSettings:
         return flow_sigmas(self.steps, self.flow_shift)
 
 
+def _room_for(module: torch.nn.Module, device: torch.device, margin: float = 1.25) -> bool:
+    """Whether ``module``'s weights (plus a margin for its activations) fit in the device's free memory."""
+    need = sum(p.numel() * p.element_size() for p in module.parameters())
+    free, _ = torch.cuda.mem_get_info(device)
+    return free >= margin * need
+
+
 @dataclass
 class StreamChunk:
     """One finished chunk of a stream.
@@ -201,14 +208,21 @@ class StreamSession:
         cropped, crop = resize_and_center_crop(image, settings.height, settings.width)
         intrinsics = transform_intrinsics_for_crop(np.asarray(intrinsics_4, np.float64)[None], crop)[0]
         guided = settings.cfg_scale != 1.0
-        # Gemma-2 is needed once per stream: on a GPU it visits for the prompt and goes back to the CPU.
+        # Gemma-2 is needed once per stream: on a GPU it visits for the prompt and goes back to the CPU
+        # (where it would not fit beside the transformer, the transformer steps out meanwhile).
         visiting = pipe.device.type == "cuda" and pipe.offload == "none"
+        evicted = visiting and not _room_for(pipe.text_encoder.model, pipe.device)
+        if evicted:  # a small GPU: the transformer waits on the CPU while Gemma-2 visits
+            pipe.transformer.to("cpu")
+            torch.cuda.empty_cache()
         if visiting:
             pipe.text_encoder.model.to(pipe.device)
         text_BLD, mask_BL = pipe._encode_text(prompt, settings.negative_prompt, guided, False)
         if visiting:
             pipe.text_encoder.model.to("cpu")
             torch.cuda.empty_cache()
+        if evicted:
+            pipe.transformer.to(pipe.device)
         first_latent = pipe._encode_first_frame(cropped)
         noise = pipe._initial_latents(
             first_latent, num_frames, settings.height, settings.width, settings.seed
