@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import os
 import platform
 import tempfile
 from pathlib import Path
@@ -49,6 +50,16 @@ def build_engine(args: argparse.Namespace) -> Any:
     return engine_from_pipeline(pipe, defaults, first_frame(settings.height, settings.width))
 
 
+def _cpu_name() -> str:
+    info = Path("/proc/cpuinfo")
+    names = [
+        line.split(":", 1)[1].strip()
+        for line in info.read_text().splitlines()
+        if line.startswith("model name")
+    ]
+    return f"{names[0]} x {len(names)}" if names else platform.processor() or "cpu"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", choices=("demo", "random_full", "random_tiny"), default="demo")
@@ -70,6 +81,7 @@ def main() -> None:
     from sana_wm.serve.server import ServeConfig, start_in_thread
 
     engine = build_engine(args)
+    load_before = os.getloadavg()[0]
     session = {k: v for k, v in (("steps", args.steps), ("height", args.height), ("width", args.width)) if v}
     chunks = 1 + 2 * args.presses + args.walk_chunks + 2
     config = ServeConfig(port=0, limits=ServeLimits(max_chunks=chunks), decode_lookahead=args.lookahead)
@@ -87,9 +99,10 @@ def main() -> None:
         distilled=bool(engine.defaults.step_list),
         decode_lookahead=args.lookahead if not engine.pipe.vae.vae.decoder.is_causal else 0,
         dtype=str(engine.pipe.dtype).removeprefix("torch."),
-        card=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        card=torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         cpu_threads=torch.get_num_threads(),
         torch=torch.__version__,
+        load_average_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)],  # others' work on the host
         date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         defaults=dataclasses.asdict(engine.defaults),
     )

@@ -210,11 +210,14 @@ class Connection:
     def emit(self, message: dict[str, Any]) -> bool:
         """Queue a message from the worker thread; waits while the outbox is full. False: connection gone."""
         while self.open:
-            future = asyncio.run_coroutine_threadsafe(self._put(message), self.loop)
+            try:
+                future = asyncio.run_coroutine_threadsafe(self._put(message), self.loop)
+            except RuntimeError:  # the event loop is gone (the server is shutting down)
+                return False
             try:
                 if future.result(timeout=1.0):
                     return True
-            except Exception:  # the loop is closing, or the wait timed out: look at self.open again
+            except Exception:  # the wait timed out or the loop is closing: look at self.open again
                 future.cancel()
         return False
 

@@ -191,3 +191,21 @@ def test_bind_rules() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         assert main(["serve", "--port", str(taken.getsockname()[1])]) == 2  # refused before loading the model
+
+
+def test_camera_messages_drive_the_next_chunk(server: Any) -> None:
+    client = Client(server.url)
+    client.send({"type": "start", "settings": {**TINY, "max_chunks": 2}})
+    client.next("started")
+    assert client.next("state")["state"] == "paused"  # after the first chunk, nothing held
+    given = action_to_c2w("l-12,w-12")[1:]  # the next 24 poses: turn right, then walk
+    client.send({"type": "camera", "c2w": given.tolist()})
+    frames, ended = _frames_until_ended(client)
+    assert ended["frames"] == 49
+    by_index = {f["index"]: f for f in frames}
+    np.testing.assert_allclose([by_index[i]["c2w"] for i in range(25, 49)], given, atol=1e-6)
+    assert {by_index[i]["keys_seq"] for i in range(25, 49)} == {-1}
+    assert by_index[48]["pose"]["yaw_deg"] == pytest.approx(12 * 1.2, abs=1e-3)
+    client.send({"type": "camera", "c2w": [[[0] * 4] * 4]})
+    assert client.next("error")["code"] == "bad_camera"
+    client.close()
