@@ -8,6 +8,7 @@ no decision reads it).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -62,8 +63,13 @@ def process_clip(
     record["reasons"] = cheap_reasons(record["stats"], settings.filters)
     if record["reasons"]:
         return _finish(record, work)
+    sfm_settings = settings.sfm
+    if sfm_settings.focal_px is not None:  # given in pixels of the clip; SfM sees the analysis frames
+        sfm_settings = dataclasses.replace(
+            sfm_settings, focal_px=sfm_settings.focal_px * frames.shape[2] / settings.width
+        )
     try:
-        sfm = reconstruct(frames, settings.sfm)
+        sfm = reconstruct(frames, sfm_settings)
     except SfmError as err:
         record["reasons"].append(f"SfM failed ({err})")
         return _finish(record, work)

@@ -84,6 +84,8 @@ class AnnotateSettings:
             raise InputError(f"--clips_per_shard: must be >= 1, got {self.clips_per_shard}")
         if not 0 <= self.crf <= 51:
             raise InputError(f"--crf: must be 0 to 51, got {self.crf}")
+        if self.sfm.focal_px is not None and not (math.isfinite(self.sfm.focal_px) and self.sfm.focal_px > 0):
+            raise InputError(f"--focal: must be a positive number of pixels, got {self.sfm.focal_px}")
         if self.sfm.keyframe_stride < 1 or not 64 <= self.sfm.max_image_size <= 4096:
             raise InputError("--keyframe_stride must be >= 1 and --sfm_size 64 to 4096")
 

@@ -47,11 +47,12 @@ class SfmSettings:
     max_keyframes: int = 240
     max_image_size: int = 640
     max_num_features: int = 4096
-    first_octave: int = 0  # -1 doubles the image first: 4x slower, no better on 640 px frames
+    first_octave: int = -1  # -1 doubles the image first: ~3x slower extraction, more fine-scale features
     overlap: int = 8
     camera_model: str = "SIMPLE_RADIAL"
     num_threads: int = -1
     seed: int = 0
+    focal_px: float | None = None  # known focal (pixels of the frames given to reconstruct): held fixed
 
 
 @dataclass
@@ -204,7 +205,10 @@ def _reconstruct(frames_FHW3: np.ndarray, settings: SfmSettings, timings: dict[s
         focal_self = self_calibrate_focal(db_path, pairs, keys, height, width)
         starts = [focal_self] if focal_self else []
         starts += [max(height, width) / 2.0 / np.tan(np.radians(h) / 2.0) for h in START_HFOV_DEG]
-        recon, attempts = _best_map(db_path, images, out, keys, settings, starts, (cx, cy))
+        refine = settings.focal_px is None
+        if not refine:  # a known focal, given at the frames' size
+            starts = [settings.focal_px * width / frames_FHW3.shape[2]]
+        recon, attempts = _best_map(db_path, images, out, keys, settings, starts, (cx, cy), refine)
         timings["map"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -420,6 +424,7 @@ def _best_map(
     settings: SfmSettings,
     starts: list[float],
     principal: tuple[float, float],
+    refine: bool = True,
 ) -> tuple[object, list[dict[str, float]]]:
     """Multi-start mapping: the focal is refined from each initial value in ``starts`` (bundle adjustment
     falls into local minima of the focal on low-parallax clips). Results that register at least 90 % of
@@ -428,7 +433,7 @@ def _best_map(
     attempts: list[dict[str, float]] = []
     results: list[tuple[object, float]] = []
     for focal0 in starts:
-        recon = _map(db_path, images, out, keys, settings, focal0, principal, refine=True)
+        recon = _map(db_path, images, out, keys, settings, focal0, principal, refine=refine)
         if recon is None:
             attempts.append({"focal0": focal0, "registered": 0})
             continue

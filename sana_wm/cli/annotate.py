@@ -69,6 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     sfm.add_argument(
         *flag("--sfm_size"), dest="sfm_size", type=int, default=640, help="long side of SfM frames (640)"
     )
+    sfm.add_argument(
+        "--focal",
+        type=float,
+        metavar="PX",
+        help="known focal length in pixels of the output clip (held fixed; default: self-calibrated)",
+    )
     sfm.add_argument("--threads", type=int, default=-1, help="SfM threads (default: all cores)")
     qc = p.add_argument_group("filters")
     qc.add_argument(*flag("--min_registered"), dest="min_registered", type=float, default=0.9)
@@ -86,6 +92,14 @@ def _camera_height(text: str) -> float | None:
         value = math.nan
     if not math.isfinite(value):
         raise InputError(f"--camera_height: expected metres or none, got {text!r}")
+    return value
+
+
+def _focal(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"--focal: must be a positive number of pixels, got {value}")
     return value
 
 
@@ -113,7 +127,10 @@ def run(args: argparse.Namespace) -> int:
         clips_per_shard=args.clips_per_shard,
         crf=args.crf,
         sfm=SfmSettings(
-            keyframe_stride=args.keyframe_stride, max_image_size=args.sfm_size, num_threads=args.threads
+            keyframe_stride=args.keyframe_stride,
+            max_image_size=args.sfm_size,
+            num_threads=args.threads,
+            focal_px=_focal(args.focal),
         ),
         filters=filters,
     )
