@@ -61,8 +61,8 @@ class Case:
 def cases(num_frames: int = 81) -> list[Case]:
     """The validation matrix (see the module docstring); ``num_frames`` does not change it."""
     out = []
-    for m, motion in enumerate(MOTIONS):
-        for t, texture in enumerate(TEXTURES):
+    for t, texture in enumerate(TEXTURES):  # every motion at full texture first
+        for m, motion in enumerate(MOTIONS):
             hfov = HFOVS_DEG[(2 * m + t) % len(HFOVS_DEG)]
             out.append(Case(len(out), motion, hfov, texture))
     return out
@@ -105,50 +105,57 @@ def render_validation_set(
     chosen: list[Case] | None = None,
     device: str = "cpu",
     progress: bool = False,
-) -> Path:
-    """Render the split's cases (the first ``limit``, or ``chosen``) into
-    ``out_dir/raw/validation_00000.zip`` (kept if already complete)."""
-    seed = {"dev": DEV_SEED, "eval": EVAL_SEED}[split]
-    out = Path(out_dir)
-    raw_zip = out / "raw" / "validation_00000.zip"
+) -> list[Path]:
+    """Render the split's cases (the first ``limit``, or ``chosen``), one shard per case
+    (``out_dir/raw/validation_<index>.zip``; complete shards are kept, so an interrupted render resumes)."""
     chosen = chosen if chosen is not None else cases(num_frames)[:limit]
+    return [render_case(out_dir, split, case, num_frames, height, width, device, progress) for case in chosen]
+
+
+def render_case(
+    out_dir: str | Path,
+    split: str,
+    case: Case,
+    num_frames: int,
+    height: int,
+    width: int,
+    device: str = "cpu",
+    progress: bool = False,
+) -> Path:
+    """One case rendered into its own shard (kept if it exists): mp4, JSON, exact cameras."""
+    seed = {"dev": DEV_SEED, "eval": EVAL_SEED}[split]
+    raw_zip = Path(out_dir) / "raw" / f"validation_{case.index:05d}.zip"
     if raw_zip.is_file():
         return raw_zip
-    keys, poses, intrinsics, members = [], [], [], []
+    rng = np.random.default_rng([seed, case.index])
+    c2w = case_path(case, rng, num_frames, height, width)
+    world = with_texture(sample_world(rng, c2w), TEXTURES[case.texture])
+    focal = (width / 2.0) / math.tan(math.radians(case.hfov_deg) / 2.0)
+    K = np.tile([focal, focal, width / 2.0, height / 2.0], (num_frames, 1))
+    key = f"val_{split}_{case.index:03d}_{case.motion}_{int(case.hfov_deg)}_{case.texture}"
     with tempfile.TemporaryDirectory() as tmp:
-        for case in chosen:
-            rng = np.random.default_rng([seed, case.index])
-            c2w = case_path(case, rng, num_frames, height, width)
-            world = with_texture(sample_world(rng, c2w), TEXTURES[case.texture])
-            focal = (width / 2.0) / math.tan(math.radians(case.hfov_deg) / 2.0)
-            K = np.tile([focal, focal, width / 2.0, height / 2.0], (num_frames, 1))
-            key = f"val_{split}_{case.index:03d}_{case.motion}_{int(case.hfov_deg)}_{case.texture}"
-            video = Path(tmp) / f"{key}.mp4"
-            with VideoWriter(video, fps=16.0, crf=18) as writer:
-                for batch in render_batches(world, c2w, K, height, width, device=device):
-                    writer.write_many(batch.rgb_FHW3.cpu().numpy())
-            info = {
-                "prompt": "",
-                "width": width,
-                "height": height,
-                "fps": 16.0,
-                "validation_split": split,
-                "motion": case.motion,
-                "hfov_deg": case.hfov_deg,
-                "texture": case.texture,
-                "camera_height_median_m": float(np.median(world.ground_y - c2w[:, 1, 3])),
-                "path_length_m": float(np.linalg.norm(np.diff(c2w[:, :3, 3], axis=0), axis=1).sum()),
-            }
-            members += [(f"{key}.json", json.dumps(info).encode()), (f"{key}.mp4", video)]
-            keys.append(key)
-            poses.append(c2w)
-            intrinsics.append(K)
-            if progress:
-                print(f"rendered {key}", flush=True)
+        video = Path(tmp) / f"{key}.mp4"
+        with VideoWriter(video, fps=16.0, crf=18) as writer:
+            for batch in render_batches(world, c2w, K, height, width, device=device):
+                writer.write_many(batch.rgb_FHW3.cpu().numpy())
+        info = {
+            "prompt": "",
+            "width": width,
+            "height": height,
+            "fps": 16.0,
+            "validation_split": split,
+            "motion": case.motion,
+            "hfov_deg": case.hfov_deg,
+            "texture": case.texture,
+            "camera_height_median_m": float(np.median(world.ground_y - c2w[:, 1, 3])),
+            "path_length_m": float(np.linalg.norm(np.diff(c2w[:, :3, 3], axis=0), axis=1).sum()),
+        }
         camera_npz, scale_json = shard_paths(raw_zip)
-        write_camera_sidecar(camera_npz, keys, poses, intrinsics)
-        write_json(scale_json, {k: {"median": 1.0} for k in keys})
-        write_zip(raw_zip, members)
+        write_camera_sidecar(camera_npz, [key], [c2w], [K])
+        write_json(scale_json, {key: {"median": 1.0}})
+        write_zip(raw_zip, [(f"{key}.json", json.dumps(info).encode()), (f"{key}.mp4", video)])
+    if progress:
+        print(f"rendered {key}", flush=True)
     return raw_zip
 
 
