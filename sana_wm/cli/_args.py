@@ -21,8 +21,8 @@ def flag(name: str) -> list[str]:
 
 def add_runtime_args(parser: argparse.ArgumentParser, *, offload: tuple[str, ...], offload_help: str) -> None:
     """The ``runtime`` group of a generating command: ``--device``, ``--dtype``, ``--backend``, ``--offload``
-    (``offload``: the modes this command takes) and ``--quiet``."""
-    from sana_wm.inference.request import BACKENDS
+    (``offload``: the modes this command takes), ``--quantize`` and ``--quiet``."""
+    from sana_wm.inference.request import BACKENDS, QUANTIZE_MODES
     from sana_wm.utils.device import DTYPES
 
     runtime = parser.add_argument_group("runtime")
@@ -35,6 +35,12 @@ def add_runtime_args(parser: argparse.ArgumentParser, *, offload: tuple[str, ...
         help="the transformer's ops: auto (default) = triton on CUDA when installed, else torch",
     )
     runtime.add_argument("--offload", choices=offload, default="none", help=offload_help)
+    runtime.add_argument(
+        "--quantize",
+        choices=QUANTIZE_MODES,
+        default="none",
+        help="fp8: store the stage-1 transformer's large projections in float8 (compute in --dtype)",
+    )
     runtime.add_argument(
         "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars, warnings only"
     )
@@ -95,6 +101,7 @@ def runtime_settings(args: argparse.Namespace) -> RuntimeSettings:
         dtype=getattr(args, "dtype", None),
         backend=getattr(args, "backend", "auto"),
         offload=getattr(args, "offload", "none"),
+        quantize=getattr(args, "quantize", "none"),
     )
 
 

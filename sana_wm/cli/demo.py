@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="sampling steps (default: the model's, 30)")
     p.add_argument("--seed", type=int, help="noise seed (default 42)")
     p.add_argument("--device", help="default: cuda if available, else cpu")
+    p.add_argument(
+        "--quantize", choices=("none", "fp8"), default="none", help="fp8: weights stored in float8"
+    )
     p.add_argument(*flag("--demo_dir"), dest="demo_dir", metavar="DIR", help="another demo-model folder")
     p.add_argument(*flag("--no_action_overlay"), dest="no_action_overlay", action="store_true", help="no HUD")
     p.add_argument("--out", default="outputs/demo", metavar="DIR", help="output folder (outputs/demo)")

@@ -82,6 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     runtime.add_argument("--device", help="default: cuda if available, else cpu")
     runtime.add_argument("--dtype", choices=sorted(DTYPES), help="default: bfloat16 on cuda, float32 on cpu")
     runtime.add_argument(
+        "--quantize", choices=("none", "fp8"), default="none", help="fp8: the transformer's weights in float8"
+    )
+    runtime.add_argument(
         *flag("--eval_device"),
         dest="eval_device",
         help="device of the ray-caster, PSNR and SSIM (default: --device)",

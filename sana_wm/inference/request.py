@@ -198,17 +198,25 @@ class RefinerSettings:
             )
 
 
+QUANTIZE_MODES = ("none", "fp8")
+
+
 @dataclass(frozen=True, kw_only=True)
 class RuntimeSettings:
     """Where and how the models run: ``device`` / ``dtype`` None pick CUDA + bfloat16 when present, else
-    CPU + float32; ``backend`` ``"auto"`` picks the fastest ops here (Triton on CUDA when installed)."""
+    CPU + float32; ``backend`` ``"auto"`` picks the fastest ops here (Triton on CUDA when installed);
+    ``quantize`` ``"fp8"`` stores the stage-1 transformer's large projections in fp8
+    (:mod:`sana_wm.models.quant`)."""
 
     device: str | None = None
     dtype: str | None = None
     backend: str = "auto"
     offload: OffloadMode = "none"
+    quantize: str = "none"
 
     def __post_init__(self) -> None:
+        if self.quantize not in QUANTIZE_MODES:
+            raise InputError(f"--quantize: {self.quantize!r} is not one of {', '.join(QUANTIZE_MODES)}")
         if self.backend not in BACKENDS:
             raise InputError(f"--backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
         if self.offload not in OFFLOAD_MODES:

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from sana_wm.errors import InputError
@@ -11,6 +13,8 @@ from sana_wm.inference.pipeline import GenerationOutput, Pipeline
 from sana_wm.inference.request import GenerationRequest, RuntimeSettings
 from sana_wm.inference.source import ModelSource
 from sana_wm.utils.device import resolve_device, resolve_dtype
+
+log = logging.getLogger(__name__)
 
 
 def resolve_backend(backend: str, device: torch.device, *, demo: bool) -> str | None:
@@ -35,10 +39,11 @@ def load(source: ModelSource, runtime: RuntimeSettings | None = None, *, refiner
     if source.demo_dir is not None:
         from sana_wm.inference.demo_model import load_demo_pipeline
 
-        return load_demo_pipeline(device, directory=source.demo_dir, dtype=dtype, backend=backend)
+        pipe = load_demo_pipeline(device, directory=source.demo_dir, dtype=dtype, backend=backend)
+        return quantize(pipe, runtime.quantize)
     from sana_wm.inference.pipeline import load_pipeline
 
-    return load_pipeline(
+    pipe = load_pipeline(
         source.model_path,
         config=source.config,
         vae_path=source.vae_path,
@@ -51,6 +56,20 @@ def load(source: ModelSource, runtime: RuntimeSettings | None = None, *, refiner
         refiner_checkpoint=source.refiner_checkpoint,
         refiner_gemma_root=source.refiner_gemma_root,
     )
+    return quantize(pipe, runtime.quantize)
+
+
+def quantize(pipe: Pipeline, mode: str) -> Pipeline:
+    """``--quantize``: with ``"fp8"``, the stage-1 transformer's large projections stored in fp8, in place."""
+    if mode == "fp8":
+        from sana_wm.models.quant import quantize_fp8_
+
+        report = quantize_fp8_(pipe.transformer)
+        log.info(
+            "fp8: %d modules, %.2f B parameters; transformer %.2f -> %.2f GB",
+            report.modules, report.params / 1e9, report.bytes_before / 1e9, report.bytes_after / 1e9,
+        )  # fmt: skip
+    return pipe
 
 
 def generate(pipe: Pipeline, request: GenerationRequest, *, progress: bool = True) -> GenerationOutput:

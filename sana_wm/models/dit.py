@@ -65,6 +65,7 @@ from sana_wm.models.attention import (
 from sana_wm.models.causal import BlockCache, ChunkLayout, StreamCache
 from sana_wm.models.config import SanaWMConfig
 from sana_wm.models.ffn import GLUMBConvTemp
+from sana_wm.models.quant import weight_dtype
 from sana_wm.ops import Backend, check_backend
 from sana_wm.ops.norm_gate import layer_norm_modulate
 from sana_wm.ops.rope import rope_tables
@@ -263,7 +264,7 @@ class SanaWMBlock(nn.Module):
     ) -> Tensor:
         """``x_BMD`` is the fp32 residual stream; without autograd it is updated in place. Chunk-causal
         (``ctx.layout``): ``cache`` is this block's part of a stream's cache."""
-        dtype = self.attn.qkv.weight.dtype  # what the branches compute in
+        dtype = weight_dtype(self.attn.qkv)  # what the branches compute in
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
             self.scale_shift_table.float() + t0_BT6D.float()
         ).unbind(2)  # each (B, T, D)
@@ -413,7 +414,7 @@ class SanaWMTransformer(nn.Module):
                     for i in range(0, latents.shape[0], per_pass)
                 ]
             )
-        dtype = self.blocks[0].attn.qkv.weight.dtype  # what the blocks' branches compute in
+        dtype = weight_dtype(self.blocks[0].attn.qkv)  # what the blocks' branches compute in
         batch, _, num_frames, height, width = latents.shape
         grid = (num_frames, height, width)
 
