@@ -18,6 +18,7 @@ import base64
 import gc
 import io
 import logging
+import os
 import secrets
 import shutil
 import tempfile
@@ -133,6 +134,11 @@ class Publisher:
         self.session, self.writer = session, writer
         self.labels = _hud_labels(session.settings.mapping)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="sana-wm-publish")
+        # HUD and JPEG per frame in parallel (PIL and NumPy release the GIL): a 704 x 1280 chunk's 24 frames
+        # must be ready within one chunk time of a GPU.
+        self.recorder = ThreadPoolExecutor(1, thread_name_prefix="sana-wm-record")
+        self.recording: Future[None] | None = None
+        self.encoders = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="sana-wm-jpeg")
         self.pending: list[Future[Any]] = []
         self.queued = 0  # frames handed over (the pose index of the next chunk's first frame)
         self.written = 0  # frames recorded and sent
@@ -151,6 +157,13 @@ class Publisher:
             self._settle(keep=0)
         finally:
             self.pool.shutdown(wait=True)
+            self.encoders.shutdown(wait=True)
+            self.recorder.shutdown(wait=True)  # every chunk handed over is in the mp4 before it is closed
+
+    def _draw(self, frame_HW3: np.ndarray, control_row: np.ndarray) -> np.ndarray:
+        from sana_wm.viz.overlay import draw_hud
+
+        return draw_hud(frame_HW3, control_row, key_labels=self.labels)
 
     def _settle(self, keep: int) -> None:
         while len(self.pending) > keep:
@@ -166,14 +179,9 @@ class Publisher:
             keys_seq = session.camera.keys_seq_F[first : first + count]
             hud = session.camera.hud_F6[first : first + count]
         if settings.hud:
-            from sana_wm.viz.overlay import draw_hud
-
-            frames = np.stack(
-                [draw_hud(f, row, key_labels=self.labels) for f, row in zip(frames, hud, strict=True)]
-            )
-        self.writer.write_chunk(frames)
-        self.written += count
-        for offset, frame in enumerate(frames):
+            frames = np.stack(list(self.encoders.map(self._draw, frames, hud)))
+        jpegs = self.encoders.map(encode_jpeg, frames, [settings.jpeg_quality] * count)
+        for offset, jpeg in enumerate(jpegs):
             alive = session.emit(
                 {
                     "type": "frame",
@@ -182,11 +190,20 @@ class Publisher:
                     "keys_seq": int(keys_seq[offset]),
                     "pose": pose_summary(c2w[offset]),
                     "c2w": np.round(c2w[offset], 6).tolist(),
-                    "jpeg": encode_jpeg(frame, settings.jpeg_quality),
+                    "jpeg": jpeg,
                 }
             )
             if not alive:
                 raise SessionStopped
+        # The recording (H.264, the slowest part at 704 x 1280) after the client has the frames, on a thread
+        # of its own: one chunk may be encoding while the next is sent.
+        if self.recording is not None:
+            self.recording.result()
+        self.recording = self.recorder.submit(self._record, frames)
+
+    def _record(self, frames: np.ndarray) -> None:
+        self.writer.write_chunk(frames)
+        self.written += len(frames)
 
 
 def run_session(engine: Any, session: LiveSession, workdir: Path) -> None:
