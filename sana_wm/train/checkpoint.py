@@ -8,6 +8,8 @@ A checkpoint is the folder ``OUT_DIR/checkpoints/step_NNNNNNNN`` holding DCP sha
 - ``train``: ``step`` and ``samples`` (global samples consumed: the data position, since the data order and
   every random draw are functions of the step);
 - ``rng``: each rank's torch RNG states (``rank{r}_cpu``/``rank{r}_cuda``);
+- ``<name>.model`` / ``<name>.optim`` for every further trained model of the run (``extra``: the self-forcing
+  DMD critic, ``critic``);
 
 plus ``run_config.json`` (the resolved run config). It is written to ``step_NNNNNNNN.partial`` and renamed
 once every rank has finished, so only complete checkpoints carry the final name; :func:`latest_checkpoint`
@@ -96,6 +98,9 @@ def _rng_state(rank: int) -> dict[str, torch.Tensor]:
     return state
 
 
+Extra = Mapping[str, tuple[nn.Module, torch.optim.Optimizer]]
+
+
 def _state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -103,9 +108,12 @@ def _state(
     step: int = 0,
     samples: int = 0,
     log_window: torch.Tensor | None = None,
+    extra: Extra | None = None,
+    window_size: int = 3,
 ) -> dict[str, Any]:
     """The DCP state dict: live model/optimiser/EMA tensors (loaded in place), the counters and the metrics
-    window not yet logged (``log_window``: the rank-mean sums of loss and grad norm, and its step count)."""
+    window not yet logged (``log_window``: the rank-mean sums of loss and grad norm, and its step count,
+    then any further sums a mode keeps), and the ``extra`` models with their optimisers."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
     state: dict[str, Any] = {
@@ -114,13 +122,18 @@ def _state(
         "train": {
             "step": torch.tensor(step),
             "samples": torch.tensor(samples),
-            "log_window": torch.zeros(3, dtype=torch.float64)
+            "log_window": torch.zeros(window_size, dtype=torch.float64)
             if log_window is None
             else log_window.cpu().double(),
         },
     }
     if ema is not None:
         state["ema"] = dict(ema)
+    for name, (other, other_optimizer) in (extra or {}).items():
+        state[name] = {
+            "model": get_model_state_dict(other),
+            "optim": get_optimizer_state_dict(other, other_optimizer),
+        }
     return state
 
 
@@ -137,6 +150,7 @@ def save_checkpoint(
     keep_last: int,
     barrier: Callable[[], None],
     log_window: torch.Tensor | None = None,
+    extra: Extra | None = None,
 ) -> Path:
     """Write the checkpoint of ``step`` (collective: every rank calls it) and prune old ones on rank 0."""
     final = step_dir(out_dir, step)
@@ -146,7 +160,7 @@ def save_checkpoint(
             shutil.rmtree(stale, ignore_errors=True)
         partial.mkdir(parents=True)
     barrier()
-    state = _state(model, optimizer, ema, step, samples, log_window)
+    state = _state(model, optimizer, ema, step, samples, log_window, extra)
     state["rng"] = _rng_state(rank)
     with _quiet_single_process():
         dcp.save(state, checkpoint_id=str(partial), **_dcp_kwargs())
@@ -179,14 +193,20 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     ema: Mapping[str, torch.Tensor] | None,
     rank: int,
+    extra: Extra | None = None,
+    window_size: int = 3,
 ) -> tuple[int, int, torch.Tensor]:
-    """Restore model, optimiser, EMA and this rank's RNG in place; returns ``(step, samples, log_window)``
-    (the metrics window not yet logged at the checkpoint; zeros for a checkpoint written without it)."""
+    """Restore model, optimiser, EMA, the ``extra`` models and optimisers and this rank's RNG in place;
+    returns ``(step, samples, log_window)`` (the metrics window not yet logged at the checkpoint, of
+    ``window_size`` sums; zeros for a checkpoint written without it)."""
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
     path = Path(path)
     keys = _saved_keys(path)
-    state = _state(model, optimizer, ema)
+    for name in extra or {}:
+        if not any(k.startswith(f"{name}.model.") for k in keys):
+            raise InputError(f"checkpoint {path}: has no {name} weights (a run of another training mode?)")
+    state = _state(model, optimizer, ema, extra=extra, window_size=window_size)
     if ema is not None and not any(k.startswith("ema.") for k in keys):
         raise InputError(f"checkpoint {path}: has no EMA weights but ema.decay > 0 (set ema.decay=0)")
     if "train.log_window" not in keys:
@@ -198,11 +218,14 @@ def load_checkpoint(
         _safe_load(state, path, **_dcp_kwargs())
     set_model_state_dict(model, state["model"])
     set_optimizer_state_dict(model, optimizer, state["optim"])
+    for name, (other, other_optimizer) in (extra or {}).items():
+        set_model_state_dict(other, state[name]["model"])
+        set_optimizer_state_dict(other, other_optimizer, state[name]["optim"])
     if f"rank{rank}_cpu" in rng:
         torch.set_rng_state(rng[f"rank{rank}_cpu"])
     if f"rank{rank}_cuda" in rng:
         torch.cuda.set_rng_state(rng[f"rank{rank}_cuda"])
-    window = state["train"].get("log_window", torch.zeros(3, dtype=torch.float64))
+    window = state["train"].get("log_window", torch.zeros(window_size, dtype=torch.float64))
     return int(state["train"]["step"]), int(state["train"]["samples"]), window
 
 

@@ -28,13 +28,16 @@ from sana_wm.errors import InputError
 from sana_wm.models.config import SanaWMConfig
 from sana_wm.train.checkpoint import CheckpointConfig
 from sana_wm.train.dataset import DataConfig
+from sana_wm.train.dmd import DMDConfig
 from sana_wm.train.ema import EMAConfig
 from sana_wm.train.losses import LossConfig
 from sana_wm.train.metrics import MetricsConfig
+from sana_wm.train.ode import ODEConfig
 from sana_wm.train.optim import OptimConfig
 from sana_wm.train.parallel import ParallelConfig
 
 T = TypeVar("T")
+Mode = Literal["flow", "ode_pairs", "ode_regression", "self_forcing_dmd"]
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -42,6 +45,16 @@ class RunConfig:
     """Everything one training run needs.
 
     Attributes:
+        mode: what the run does (the official stage-1 and distillation stages):
+
+            - ``flow``: flow matching on ``data`` (``loss``): the bidirectional model, or with
+              ``model.chunk_size`` and ``loss.chunk_size`` the chunk-causal teacher by diffusion forcing
+              (the official chunk mixture, ``loss.chunk_mode = mixture``);
+            - ``ode_pairs``: the teacher's (``ode``) sampler trajectories on ``data``'s clips, written as
+              safetensors shards (no training; ``sana_wm.train.ode``);
+            - ``ode_regression``: the chunk-causal student regressed onto those shards;
+            - ``self_forcing_dmd``: the student rolls its chunks out with caches and learns from a frozen real
+              score and an online critic (``dmd``; ``sana_wm.train.dmd``).
         out_dir: run directory (``checkpoints/``, ``metrics.jsonl``, ``run_config.json``); a run started
             again with the same ``out_dir`` resumes from its latest complete checkpoint.
         seed: seeds the initialisation, the data order and every per-sample random draw (official 3407).
@@ -69,6 +82,9 @@ class RunConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    ode: ODEConfig = field(default_factory=ODEConfig)
+    dmd: DMDConfig = field(default_factory=DMDConfig)
+    mode: Mode = "flow"
     out_dir: str = "runs/sana_wm"
     seed: int = 3407
     max_steps: int = 1000
@@ -90,6 +106,12 @@ class RunConfig:
             raise InputError(f"seed: must be in [0, 2^63), got {self.seed}")
         if self.cpu_threads < 0:
             raise InputError(f"cpu_threads: must be >= 0, got {self.cpu_threads}")
+        if self.mode in ("ode_regression", "self_forcing_dmd") and self.model.chunk_size is None:
+            raise InputError(
+                f"model.chunk_size: the {self.mode} mode trains a chunk-causal student (set it, e.g. 3)"
+            )
+        if self.mode == "self_forcing_dmd" and self.grad_accum_steps != 1:
+            raise InputError("grad_accum_steps: self_forcing_dmd steps once per batch (must be 1)")
         if self.global_batch_size % self.grad_accum_steps:
             raise InputError(
                 f"global_batch_size: {self.global_batch_size} is not divisible by grad_accum_steps "

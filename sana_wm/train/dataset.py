@@ -27,7 +27,7 @@ from sana_wm.camera import prepare_camera
 from sana_wm.errors import InputError
 from sana_wm.latent_shape import pixel_frames
 
-TENSOR_KEYS = ("latents", "camera_conditions", "chunk_plucker", "text", "text_mask")
+TENSOR_KEYS = ("latents", "camera_conditions", "chunk_plucker", "text", "text_mask", "ode_latents")
 
 
 @runtime_checkable

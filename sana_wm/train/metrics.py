@@ -1,7 +1,8 @@
 """Rank-0 progress: a console line, ``metrics.jsonl`` and (if installed) TensorBoard scalars.
 
 Every logged step appends one JSON record ``{"step", "loss", "lr", "grad_norm", "samples_per_s",
-"tokens_per_s", "mem_gb", "eta_s"}`` to ``OUT_DIR/metrics.jsonl``; ``loss`` and ``grad_norm`` are averaged
+"tokens_per_s", "mem_gb", "eta_s"}`` (plus a mode's own fields, e.g. the self-forcing DMD generator's
+``generator_loss``) to ``OUT_DIR/metrics.jsonl``; ``loss`` and ``grad_norm`` are averaged
 over the steps since the previous record and over ranks. When a run resumes, records after the checkpoint's
 step are dropped first, so the file always describes one uninterrupted run. TensorBoard event files go to
 ``OUT_DIR/tensorboard`` when the ``tensorboard`` package is importable (it is not a dependency).
@@ -14,6 +15,7 @@ import logging
 import resource
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,7 @@ class MetricsLogger:
         tokens_per_s: float,
         mem_gb: float,
         seconds_per_step: float,
+        extra: Mapping[str, float] | None = None,
     ) -> None:
         if not self.enabled:
             return
@@ -118,11 +121,12 @@ class MetricsLogger:
             "mem_gb": mem_gb,
             "eta_s": eta_s,
             "time": time.time(),
+            **(extra or {}),
         }
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         if self.writer is not None:
-            for key in ("loss", "lr", "grad_norm", "samples_per_s", "tokens_per_s", "mem_gb"):
+            for key in ("loss", "lr", "grad_norm", "samples_per_s", "tokens_per_s", "mem_gb", *(extra or {})):
                 self.writer.add_scalar(f"train/{key}", record[key], step)
         log.info(
             "step %d/%d  loss %.5f  lr %.3g  gnorm %.3f  %.2f samples/s  %.0f tokens/s  mem %.2f GB  eta %s",
@@ -136,6 +140,8 @@ class MetricsLogger:
             mem_gb,
             _duration(eta_s),
         )
+        if extra:
+            log.info("step %d  %s", step, "  ".join(f"{k} {v:.5f}" for k, v in extra.items()))
 
     def close(self) -> None:
         if self.writer is not None:

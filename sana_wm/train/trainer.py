@@ -8,12 +8,19 @@ a generator seeded by ``(seed, step, position in the global batch)``, and the da
 the step (:mod:`sana_wm.train.dataset`). Hence the same run on 1 or N processes sees the same global batches
 and draws, and a resumed run continues exactly where the checkpoint left off (bit-identical on the CPU).
 
+Modes (``RunConfig.mode``): ``flow`` and ``ode_regression`` run the loop below with their loss;
+``self_forcing_dmd`` replaces its step by one DMD iteration (:class:`~sana_wm.train.dmd.SelfForcingDMD`: a
+generator update every few iterations, a critic update every iteration; the critic and its optimiser are
+checkpointed beside the generator); ``ode_pairs`` writes the teacher's trajectories instead of training
+(:meth:`Trainer.write_ode_pairs`, resumable by shard).
+
 Stopping: SIGTERM sets a flag; at the next step boundary all ranks agree on it, save a checkpoint and return
 normally. Starting a run whose ``out_dir`` holds checkpoints resumes from the newest complete one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -29,6 +36,8 @@ import torch
 
 import sana_wm.train.parallel as parallel
 from sana_wm.errors import InputError
+from sana_wm.samplers.chunked import chunk_starts
+from sana_wm.samplers.flow import x0_from_velocity
 from sana_wm.train.checkpoint import (
     CONFIG_FILE,
     latest_checkpoint,
@@ -45,9 +54,11 @@ from sana_wm.train.dataset import (
     collate,
     micro_batch_plan,
 )
+from sana_wm.train.dmd import Conditioning, SelfForcingDMD, dmd_models
 from sana_wm.train.ema import EMA
 from sana_wm.train.losses import flow_inputs, flow_loss, load_null_caption
 from sana_wm.train.metrics import MetricsLogger, peak_memory_gb
+from sana_wm.train.ode import ODEPairs, ode_inputs
 from sana_wm.train.optim import build_optimizer, lr_at, set_lr
 
 log = logging.getLogger("sana_wm")
@@ -85,6 +96,7 @@ class Trainer:
         self._stop = False
         self._text_encoder: Any = None
         self._null_text: torch.Tensor | None = None
+        self.dmd: SelfForcingDMD | None = None
 
     def request_stop(self) -> None:
         """Ask the loop to checkpoint and return at the next step boundary (what SIGTERM does)."""
@@ -121,24 +133,30 @@ class Trainer:
             out_dir.mkdir(parents=True, exist_ok=True)
         parallel.barrier(info)
         config_dict = cfg.to_dict()
+        if cfg.mode == "ode_pairs":
+            from sana_wm.train.ode_pairs import write_ode_pairs
 
+            return TrainResult(write_ode_pairs(self, info), False, None)
+
+        dmd = cfg.mode == "self_forcing_dmd"
+        # The DMD generator's streamed forwards read a cache that later chunks overwrite: a forward recomputed
+        # in the backward pass (activation checkpointing) would read the wrong one.
+        model_parallel = (
+            dataclasses.replace(cfg.parallel, activation_checkpointing=False) if dmd else cfg.parallel
+        )
         model = parallel.build_model(
-            cfg.model, cfg.parallel, info, seed=cfg.seed, init_from=cfg.init_from, trainable=cfg.trainable
+            cfg.model, model_parallel, info, seed=cfg.seed, init_from=cfg.init_from, trainable=cfg.trainable
         )
         model.train()
         optimizer = build_optimizer(model, cfg.optim)
         ema = EMA(model, cfg.ema) if cfg.ema.enabled else None
         self.model, self.optimizer, self.ema = model, optimizer, ema
-        dataset = self.dataset or build_dataset(
-            cfg.data,
-            channels=cfg.model.in_channels,
-            caption_channels=cfg.model.caption_channels,
-            seed=cfg.seed,
-        )
+        extra = self._build_dmd(info) if dmd else None
+        dataset = self.dataset or self.build_dataset()
         metrics = MetricsLogger(out_dir, cfg.metrics, enabled=info.is_main, max_steps=cfg.max_steps)
 
         step, last_checkpoint = 0, latest_checkpoint(out_dir)
-        resumed_window = torch.zeros(3, dtype=torch.float64)
+        resumed_window = torch.zeros(6 if dmd else 3, dtype=torch.float64)
         if last_checkpoint is not None:
             self._check_resume(last_checkpoint, config_dict)
             step, _, resumed_window = load_checkpoint(
@@ -147,6 +165,8 @@ class Trainer:
                 optimizer=optimizer,
                 ema=None if ema is None else ema.state_dict(),
                 rank=info.rank,
+                extra=extra,
+                window_size=6 if dmd else 3,
             )
             log.info("resuming from %s (step %d)", last_checkpoint, step)
         metrics.rollback(step)
@@ -183,23 +203,50 @@ class Trainer:
         window_loss = resumed_window[0].to(info.device, torch.float32)
         window_norm = resumed_window[1].to(info.device, torch.float32)
         window_steps, window_tokens, window_start = int(resumed_window[2]), 0, time.perf_counter()
+        # DMD: the generator's loss and grad-norm sums and its update count since the last log line.
+        window_generator = resumed_window[3:].to(info.device, torch.float32)
         timed_steps = 0  # steps of the window run in this process (throughput)
         stopped = False
         while step < cfg.max_steps:
             lr = lr_at(step, cfg.optim, cfg.max_steps)
             set_lr(optimizer, lr)
-            for micro in range(cfg.grad_accum_steps):
+            if self.dmd is not None:
                 batch = next(batches)
-                rngs = [sample_rng(cfg, step, s) for s in plan(step, micro)]
-                parallel.set_gradient_sync(model, micro == cfg.grad_accum_steps - 1)
-                with autocast():
-                    loss = self._loss(model, batch, rngs, info.device)
-                (loss / cfg.grad_accum_steps).backward()
-                window_loss += loss.detach() / cfg.grad_accum_steps
+                stats = self.dmd.step(
+                    step,
+                    model,
+                    optimizer,
+                    batch["latents"].to(info.device, non_blocking=True),
+                    self._conditioning(batch, info.device),
+                    [sample_rng(cfg, step, s) for s in plan(step, 0)],
+                    generator_clip=max_norm,
+                )
+                window_loss += stats.critic_loss
+                grad_norm = stats.critic_grad_norm
+                if stats.generator_loss is not None:
+                    window_generator += torch.stack(
+                        [
+                            stats.generator_loss,
+                            stats.generator_grad_norm,
+                            torch.ones_like(stats.generator_loss),
+                        ]
+                    )
                 window_tokens += batch["latents"][0, 0].numel() * batch["latents"].shape[0] * info.world_size
-            grad_norm = parallel.unwrap_grad_norm(torch.nn.utils.clip_grad_norm_(params, max_norm))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            else:
+                for micro in range(cfg.grad_accum_steps):
+                    batch = next(batches)
+                    rngs = [sample_rng(cfg, step, s) for s in plan(step, micro)]
+                    parallel.set_gradient_sync(model, micro == cfg.grad_accum_steps - 1)
+                    with autocast():
+                        loss = self._loss(model, batch, rngs, info.device)
+                    (loss / cfg.grad_accum_steps).backward()
+                    window_loss += loss.detach() / cfg.grad_accum_steps
+                    window_tokens += (
+                        batch["latents"][0, 0].numel() * batch["latents"].shape[0] * info.world_size
+                    )
+                grad_norm = parallel.unwrap_grad_norm(torch.nn.utils.clip_grad_norm_(params, max_norm))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
             step += 1
             if ema is not None:
                 ema.update(step)
@@ -219,9 +266,11 @@ class Trainer:
                     tokens_per_s=window_tokens / elapsed,
                     mem_gb=peak_memory_gb(info.device),
                     seconds_per_step=elapsed / timed_steps,
+                    extra=self._generator_record(window_generator, info) if self.dmd is not None else None,
                 )
                 window_loss.zero_()
                 window_norm.zero_()
+                window_generator.zero_()
                 window_steps, window_tokens, window_start, timed_steps = 0, 0, time.perf_counter(), 0
 
             stopped = parallel.any_rank(self._stop, info)
@@ -229,6 +278,7 @@ class Trainer:
             if stopped or step == cfg.max_steps or (every and step % every == 0):
                 save_start = time.perf_counter()
                 window = parallel.all_reduce_mean(torch.stack([window_loss, window_norm]), info)
+                generator = parallel.all_reduce_mean(window_generator, info) if self.dmd is not None else None
                 last_checkpoint = save_checkpoint(
                     out_dir,
                     step,
@@ -240,7 +290,14 @@ class Trainer:
                     rank=info.rank,
                     keep_last=cfg.checkpoint.keep_last,
                     barrier=functools.partial(parallel.barrier, info),
-                    log_window=torch.cat([window.double().cpu(), torch.tensor([float(window_steps)])]),
+                    log_window=torch.cat(
+                        [
+                            window.double().cpu(),
+                            torch.tensor([float(window_steps)], dtype=torch.float64),
+                            *([] if generator is None else [generator.double().cpu()]),
+                        ]
+                    ),
+                    extra=extra,
                 )
                 log.info("saved %s", last_checkpoint)
                 window_start += time.perf_counter() - save_start  # throughput counts training only
@@ -250,9 +307,88 @@ class Trainer:
         metrics.close()
         return TrainResult(step, stopped, last_checkpoint)
 
+    def build_dataset(self) -> TrainingDataset:
+        """The run's data: the ODE pairs for ``ode_regression``, else ``config.data``."""
+        cfg = self.cfg
+        if cfg.mode == "ode_regression":
+            if not cfg.ode.pairs_dir:
+                raise InputError(
+                    "ode.pairs_dir: the ode_regression mode reads the shards of an ode_pairs run"
+                )
+            pairs = ODEPairs(cfg.ode.pairs_dir)
+            if pairs.step_list != cfg.ode.step_list:
+                raise InputError(
+                    f"ode.step_list: {cfg.ode.step_list} but the shards in {cfg.ode.pairs_dir} were made at "
+                    f"{pairs.step_list}"
+                )
+            return pairs
+        return build_dataset(
+            cfg.data,
+            channels=cfg.model.in_channels,
+            caption_channels=cfg.model.caption_channels,
+            seed=cfg.seed,
+        )
+
+    def _build_dmd(self, info: parallel.DistInfo) -> dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]]:
+        """The frozen real score, the critic and its optimiser (:class:`SelfForcingDMD`); returns the models
+        the checkpoint carries beside the generator."""
+        cfg, specs = self.cfg, dmd_models(self.cfg)
+        real_cfg, real_from = specs["real"]
+        real = parallel.build_model(real_cfg, cfg.parallel, info, seed=cfg.seed, init_from=real_from)
+        real.requires_grad_(False)
+        real.eval()
+        critic_cfg, critic_from = specs["critic"]
+        critic = parallel.build_model(critic_cfg, cfg.parallel, info, seed=cfg.seed, init_from=critic_from)
+        critic.train()
+        critic_optimizer = build_optimizer(critic, cfg.dmd.critic_optim)
+
+        def clip(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+            norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+            return parallel.unwrap_grad_norm(norm)
+
+        self.dmd = SelfForcingDMD(
+            cfg.dmd,
+            real=real,
+            critic=critic,
+            critic_optimizer=critic_optimizer,
+            autocast=functools.partial(parallel.autocast_context, cfg.parallel, info.device),
+            clip=clip,
+            max_steps=cfg.max_steps,
+            seed=cfg.seed,
+        )
+        return {"critic": (critic, critic_optimizer)}
+
+    def _conditioning(self, batch: dict[str, Any], device: torch.device) -> Conditioning:
+        """The batch's text (and, for DMD guidance, the unconditional caption), camera and Plücker maps."""
+        text = self._text(batch, device)
+        uncond = self.caption(self.cfg.dmd.uncond_caption, batch, text, device)
+        return Conditioning(
+            text=text,
+            text_mask=batch["text_mask"].to(device, non_blocking=True),
+            camera=batch["camera_conditions"].to(device, non_blocking=True),
+            plucker=batch["chunk_plucker"].to(device, non_blocking=True),
+            uncond_text=uncond[None].expand_as(text).to(text.dtype),
+        )
+
+    @staticmethod
+    def _generator_record(window: torch.Tensor, info: parallel.DistInfo) -> dict[str, float]:
+        """The DMD generator's mean loss and grad norm over its updates in the window (none: no fields)."""
+        loss, norm, count = parallel.all_reduce_mean(window, info).tolist()
+        if count < 0.5:
+            return {}
+        return {"generator_loss": loss / count, "generator_grad_norm": norm / count, "generator_steps": count}
+
     def _check_resume(self, checkpoint: Path, config_dict: dict[str, Any]) -> None:
         saved = read_run_config(checkpoint)
         saved.setdefault("trainable", [])  # written before the field existed: the run trained everything
+        saved.setdefault("mode", "flow")
+        if saved["mode"] != self.cfg.mode:
+            raise InputError(
+                f"out_dir: {self.cfg.out_dir} holds a {saved['mode']} run, not {self.cfg.mode} (use a new "
+                "out_dir)"
+            )
+        for section in ("ode", "dmd"):  # written before the modes existed
+            saved.setdefault(section, config_dict[section])
         changed = config_diff(saved, config_dict)
         model_changes = [k for k in changed if k.startswith("model.")]
         if model_changes:
@@ -290,8 +426,24 @@ class Trainer:
             self._text_encoder = TextEncoder.from_pretrained(self.cfg.data.text_encoder, device=device)
         return self._text_encoder
 
-    def _null_caption(self, batch: dict[str, Any], text: torch.Tensor, device: torch.device) -> torch.Tensor:
-        spec = self.cfg.loss.null_caption
+    def batch_text(self, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+        """The batch's caption features ``(B, L, D)`` (encoded if it holds prompts; sets ``text_mask``)."""
+        return self._text(batch, device)
+
+    def caption(
+        self, spec: str, batch: dict[str, Any], text: torch.Tensor, device: torch.device
+    ) -> torch.Tensor:
+        """A fixed caption ``(L, D)`` by ``spec`` (``zeros``, ``empty_prompt`` or a safetensors file) for
+        ``text``'s shape, cached per spec."""
+        cache = self.__dict__.setdefault("_captions", {})
+        if spec not in cache:
+            cache[spec] = self._null_caption(batch, text, device, spec)
+        return cache[spec]
+
+    def _null_caption(
+        self, batch: dict[str, Any], text: torch.Tensor, device: torch.device, spec: str | None = None
+    ) -> torch.Tensor:
+        spec = self.cfg.loss.null_caption if spec is None else spec
         if spec != "empty_prompt":
             return load_null_caption(spec, *text.shape[1:]).to(device)
         if "prompt" not in batch or self.cfg.data.text_encoder == "none":
@@ -309,6 +461,8 @@ class Trainer:
         device: torch.device,
     ) -> torch.Tensor:
         text = self._text(batch, device)
+        if self.cfg.mode == "ode_regression":
+            return self._ode_loss(model, batch, text, rngs, device)
         if self._null_text is None:
             self._null_text = self._null_caption(batch, text, device)
         x0 = batch["latents"].to(device, non_blocking=True)
@@ -322,6 +476,30 @@ class Trainer:
             batch["chunk_plucker"].to(device, non_blocking=True),
         )
         return flow_loss(pred, inputs.target, inputs.loss_mask)
+
+    def _ode_loss(
+        self,
+        model: torch.nn.Module,
+        batch: dict[str, Any],
+        text: torch.Tensor,
+        rngs: list[np.random.Generator],
+        device: torch.device,
+    ) -> torch.Tensor:
+        """ODE regression (:mod:`sana_wm.train.ode`): x0 = x − σ v against the trajectory's clean end."""
+        cfg = self.cfg.model
+        traj = batch["ode_latents"].to(device, non_blocking=True)
+        starts = chunk_starts(traj.shape[3], cfg.chunk_size or traj.shape[3], cfg.chunk_strategy)
+        inputs = ode_inputs(traj, self.cfg.ode.sigmas(), starts, rngs)
+        pred = model(
+            inputs.noisy,
+            inputs.timestep,
+            text,
+            batch["text_mask"].to(device, non_blocking=True),
+            batch["camera_conditions"].to(device, non_blocking=True),
+            batch["chunk_plucker"].to(device, non_blocking=True),
+        )
+        x0 = x0_from_velocity(inputs.noisy, pred.float(), inputs.sigma[:, :, :, None, None])
+        return flow_loss(x0, inputs.target, inputs.loss_mask)
 
 
 def train(config: RunConfig, *, dataset: TrainingDataset | None = None) -> TrainResult:
