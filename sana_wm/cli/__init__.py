@@ -29,6 +29,7 @@ _COMMANDS = (
     "cache_latents",
     "train",
     "convert",
+    "export",
     "eval_world",
     "bench",
 )
