@@ -13,7 +13,8 @@ pycolmap is an optional dependency (``pip install sana-wm[annotate]``), imported
 """
 
 from sana_wm.annotate.filters import FilterSettings
-from sana_wm.annotate.pipeline import AnnotateSettings, annotate
+from sana_wm.annotate.pipeline import annotate
+from sana_wm.annotate.settings import AnnotateSettings
 from sana_wm.annotate.sfm import SfmSettings
 
 __all__ = ["AnnotateSettings", "FilterSettings", "SfmSettings", "annotate"]

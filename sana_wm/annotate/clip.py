@@ -26,11 +26,11 @@ from sana_wm.utils.image import crop_info
 
 if TYPE_CHECKING:
     from sana_wm.annotate.decode import Source
-    from sana_wm.annotate.pipeline import AnnotateSettings, _Window
+    from sana_wm.annotate.settings import AnnotateSettings, Window
 
 
 def process_clip(
-    window: _Window,
+    window: Window,
     source: Source,
     settings: AnnotateSettings,
     work: Path,
@@ -154,7 +154,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _ground_truth(
-    source: Source, window: _Window, settings: AnnotateSettings
+    source: Source, window: Window, settings: AnnotateSettings
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The clip's ground-truth c2w (relative to its first frame) and intrinsics at the clip's size."""
     if source.gt_c2w_F44 is None or source.gt_size is None:

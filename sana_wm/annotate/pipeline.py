@@ -23,21 +23,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sana_wm.annotate.decode import Source, decode_frames, list_sources
-from sana_wm.annotate.filters import FilterSettings, content_score, thumbnail
+from sana_wm.annotate.filters import content_score, thumbnail
 from sana_wm.annotate.output import write_shards
-from sana_wm.annotate.sfm import SfmSettings
+from sana_wm.annotate.settings import VAE_FRAMES, AnnotateSettings, Window
 from sana_wm.data.layout import write_json
 from sana_wm.errors import InputError
 from sana_wm.utils.video_io import VideoWriter
@@ -47,65 +45,6 @@ log = logging.getLogger(__name__)
 FORMAT = "sana-wm-annotate/1"
 WORK_DIR, SETTINGS_FILE = "annotate_work", "annotate_settings.json"
 REPORT_JSON, REPORT_TXT = "annotate_report.json", "annotate_report.txt"
-VAE_FRAMES = 8
-
-
-@dataclass(frozen=True)
-class AnnotateSettings:
-    """What every clip of a run shares. ``camera_height_m`` None disables the height prior."""
-
-    fps: float = 16.0
-    height: int = 704
-    width: int = 1280
-    clip_frames: int = 961
-    min_frames: int = 33
-    camera_height_m: float | None = 1.6
-    clips_per_shard: int = 64
-    crf: int = 18
-    sfm: SfmSettings = field(default_factory=SfmSettings)
-    filters: FilterSettings = field(default_factory=FilterSettings)
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.fps) and 0 < self.fps <= 240):
-            raise InputError(f"--fps: must be in (0, 240], got {self.fps}")
-        if min(self.height, self.width) < 32 or self.height % 32 or self.width % 32:
-            raise InputError(
-                f"--size: height and width must be multiples of 32, got {self.height}x{self.width}"
-            )
-        if self.clip_frames < 9 or (self.clip_frames - 1) % VAE_FRAMES:
-            raise InputError(f"--clip_frames: must be 8k+1 and at least 9, got {self.clip_frames}")
-        if not 9 <= self.min_frames <= self.clip_frames:
-            raise InputError(
-                f"--min_frames: must be 9 to --clip_frames ({self.clip_frames}), got {self.min_frames}"
-            )
-        if self.camera_height_m is not None and not (0.05 <= self.camera_height_m <= 1000):
-            raise InputError(f"--camera_height: must be 0.05 to 1000 metres, got {self.camera_height_m}")
-        if self.clips_per_shard < 1:
-            raise InputError(f"--clips_per_shard: must be >= 1, got {self.clips_per_shard}")
-        if not 0 <= self.crf <= 51:
-            raise InputError(f"--crf: must be 0 to 51, got {self.crf}")
-        if self.sfm.focal_px is not None and not (math.isfinite(self.sfm.focal_px) and self.sfm.focal_px > 0):
-            raise InputError(f"--focal: must be a positive number of pixels, got {self.sfm.focal_px}")
-        if self.sfm.keyframe_stride < 1 or not 64 <= self.sfm.max_image_size <= 4096:
-            raise InputError("--keyframe_stride must be >= 1 and --sfm_size 64 to 4096")
-
-
-@dataclass
-class _Window:
-    """A clip being collected: its mp4 writer, frames not yet written (fewer than 8), analysis frames."""
-
-    key: str
-    writer: VideoWriter | None
-    pending: list[np.ndarray | None] = field(default_factory=list)
-    small: list[np.ndarray] = field(default_factory=list)
-    thumbs: list[np.ndarray] = field(default_factory=list)
-    source_index: list[int] = field(default_factory=list)
-    written: int = 0
-    ends_at_cut: bool = False
-
-    @property
-    def length(self) -> int:
-        return self.written + len(self.pending)
 
 
 def check_output(out_dir: Path, settings: AnnotateSettings) -> None:
@@ -128,13 +67,14 @@ def _settings_json(settings: AnnotateSettings) -> dict[str, Any]:
 def annotate(
     input_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    settings: AnnotateSettings = AnnotateSettings(),
+    settings: AnnotateSettings | None = None,
     *,
     depth_model: object | None = None,
     captioner: object | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Annotate every video of ``input_path`` into the dataset ``out_dir``; returns the report."""
+    settings = settings if settings is not None else AnnotateSettings()
     from tqdm import tqdm
 
     from sana_wm.annotate.clip import process_clip
@@ -184,7 +124,7 @@ def _windows(source: Source, settings: AnnotateSettings, work: Path):
     scale = min(1.0, max_side / max(settings.height, settings.width))
     small_size = (round(settings.width * scale), round(settings.height * scale))
     count = 0
-    window: _Window | None = None
+    window: Window | None = None
     previous_thumb = None
     try:
         for index, _, frame in decode_frames(
@@ -211,7 +151,7 @@ def _windows(source: Source, settings: AnnotateSettings, work: Path):
                 if writer is not None:
                     shutil.rmtree(work / key, ignore_errors=True)
                     writer.__enter__()
-                window = _Window(key, writer)
+                window = Window(key, writer)
             _add(window, frame, small, thumb, index)
         if window is not None:
             yield _close(window)
@@ -221,7 +161,7 @@ def _windows(source: Source, settings: AnnotateSettings, work: Path):
             window.writer.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
 
-def _add(window: _Window, frame: np.ndarray, small: np.ndarray, thumb: np.ndarray, index: int) -> None:
+def _add(window: Window, frame: np.ndarray, small: np.ndarray, thumb: np.ndarray, index: int) -> None:
     """Append a frame; the mp4 gets the first frame at once, then whole groups of 8 (a clip already done
     on an earlier run only counts them)."""
     window.small.append(small)
@@ -235,7 +175,7 @@ def _add(window: _Window, frame: np.ndarray, small: np.ndarray, thumb: np.ndarra
         window.pending.clear()
 
 
-def _close(window: _Window) -> _Window:
+def _close(window: Window) -> Window:
     window.pending.clear()
     n = window.written
     window.small, window.thumbs, window.source_index = (
