@@ -3,7 +3,8 @@
 Renders ``--clips`` procedural clips of ``--frames`` frames (smooth walks with exact poses, the validation
 set's "smooth" kind, eval seeds; ``--render_device cuda`` renders fast on a GPU machine, and rendering is
 not timed), then annotates them with the default settings at ``--size`` and reports wall time per minute
-of 16 fps video, per-stage totals, and the machine. SfM (pycolmap's CPU wheel) uses every core.
+of 16 fps video (wall and process CPU time: on a shared machine the CPU time is the load-independent
+number), per-stage totals, and the machine. SfM (pycolmap's CPU wheel) uses every core.
 
     python benchmarks/annotate_speed.py --out /tmp/annotate_speed --clips 2 --frames 481
     python benchmarks/annotate_speed.py --out $OUT/annotate_speed --clips 4 --frames 961 --render_device cuda
@@ -18,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import time
 from collections import Counter
@@ -74,9 +76,12 @@ def main() -> None:
     render_s = time.perf_counter() - start
     shutil.rmtree(out / "annotated", ignore_errors=True)  # time a fresh run, not a resumed one
     settings = AnnotateSettings(height=height, width=width, clip_frames=args.frames)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     report = annotate(out / "rendered", out / "annotated", settings, progress=False)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     minutes = report["summary"]["video_minutes"]
     stages: Counter[str] = Counter()
     for clip in report["clips"]:
@@ -92,6 +97,9 @@ def main() -> None:
         "video_minutes": minutes,
         "annotate_wall_s": wall,
         "seconds_per_video_minute": wall / minutes if minutes else None,
+        "annotate_cpu_s": cpu,
+        "cpu_seconds_per_video_minute": cpu / minutes if minutes else None,
+        "load_average_1min_after": os.getloadavg()[0],
         "stage_seconds": dict(stages),
         "render_s_not_timed": render_s,
     }
