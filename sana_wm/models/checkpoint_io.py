@@ -88,6 +88,15 @@ def save_state_dict(
 ) -> None:
     """Write ``state`` (our key names, e.g. checked by :func:`check_state`) with ``config`` in our format,
     atomically. Tensors sharing storage (safetensors refuses them) are written as copies."""
+    metadata = {FORMAT_KEY: FORMAT_NAME, CONFIG_KEY: json.dumps(config.to_dict())}
+    save_tensors(state, path, metadata=metadata)
+
+
+def save_tensors(
+    state: dict[str, torch.Tensor], path: str | os.PathLike[str], *, metadata: dict[str, str] | None = None
+) -> None:
+    """Write ``state`` as it is (keys, dtypes, values) to one safetensors file with ``metadata``, atomically;
+    tensors sharing storage (safetensors refuses them) are written as copies."""
     tensors: dict[str, torch.Tensor] = {}
     storages: set[int] = set()
     for key, value in state.items():
@@ -97,7 +106,6 @@ def save_state_dict(
             value = value.clone()
         storages.add(value.untyped_storage().data_ptr())
         tensors[key] = value
-    metadata = {FORMAT_KEY: FORMAT_NAME, CONFIG_KEY: json.dumps(config.to_dict())}
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
@@ -118,6 +126,20 @@ def official_to_state_dict(official: dict[str, torch.Tensor]) -> dict[str, torch
                 key = new + key.removeprefix(old)
         state[key] = value
     return state
+
+
+def state_dict_to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our (= diffusers') key names back to the official single file's: the inverse of
+    :func:`official_to_state_dict` on a checked state (``t_embedder.linear_1/2`` -> ``t_embedder.mlp.0/2``,
+    no prefix). The official file's ``pos_embed`` and learned null caption ``y_embedder.y_embedding`` are not
+    written: sana-wm never reads them (the official loader is non-strict and keeps its own for them)."""
+    official = {}
+    for key, value in state.items():
+        for old, new in _OFFICIAL_RENAMES:
+            if key.startswith(new):
+                key = old + key.removeprefix(new)
+        official[key] = value
+    return official
 
 
 def load_transformer(

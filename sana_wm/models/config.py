@@ -146,51 +146,60 @@ def _require(source: str, key: str, value: Any, allowed: tuple[Any, ...]) -> Non
 
 
 _DIFFUSERS_IGNORED = ("init_cam_from_base", "fp32_attention", "image_size", "mixed_precision")
+# diffusers ``SanaWMTransformer3DModel`` config keys -> our fields (read and written through this one table).
+_DIFFUSERS_NAMES = {
+    "in_channels": "in_channels",
+    "num_layers": "depth",
+    "hidden_size": "hidden_size",
+    "num_attention_heads": "cross_attn_heads",
+    "softmax_every_n": "softmax_every_n",
+    "linear_head_dim": "head_dim",
+    "t_kernel_size": "temporal_kernel",
+    "conv_kernel_size": "short_conv_kernel",
+    "chunk_plucker_channels": "plucker_channels",
+    "caption_channels": "caption_channels",
+    "mlp_ratio": "mlp_ratio",
+}
+# Our chunking in a diffusers config.json, as private keys (diffusers skips ``_`` keys when it builds).
+_DIFFUSERS_CHUNK_KEYS = {"_sana_wm_chunk_size": "chunk_size", "_sana_wm_chunk_strategy": "chunk_strategy"}
+# The settings diffusers' class offers that sana-wm implements with one value only (written as these).
+_DIFFUSERS_FIXED: dict[str, Any] = {
+    "patch_size": [1, 1, 1],
+    "ffn_type": "GLUMBConvTemp",
+    "k_conv_only": True,
+    "pos_embed_type": "wan_rope",
+    "qk_norm": True,
+    "cross_norm": True,
+    "y_norm": True,
+    "cam_attn_compress": 1,
+    "use_chunk_plucker_post_attn": True,
+    "mlp_acts": ["silu", "silu", None],
+    "use_pe": True,
+    "learn_sigma": False,
+    "pred_sigma": False,
+}
 
 
 def config_from_diffusers(diffusers_config: dict[str, Any]) -> SanaWMConfig:
     """Map a diffusers ``SanaWMTransformer3DModel`` config (its ``config.json``) to :class:`SanaWMConfig`.
 
-    Keys starting with ``_`` (``_class_name``, ``_diffusers_version``, ...) are metadata and skipped. Ignored
+    Keys starting with ``_`` (``_class_name``, ``_diffusers_version``, ...) are metadata and skipped, except
+    ``_sana_wm_chunk_size`` / ``_sana_wm_chunk_strategy``, which :func:`config_to_diffusers` writes for a
+    chunk-causal model (diffusers keeps no chunking in its config: it takes ``chunk_size`` per call). Ignored
     as irrelevant to the network: ``init_cam_from_base`` (init-time only), ``fp32_attention`` (unused by
     diffusers), ``image_size`` (nominal), ``mixed_precision`` (dtype is chosen at load time). Settings sana-wm
     does not implement (patch size other than 1, a non-GLUMBConvTemp FFN, disabled norms, ...) raise
     :class:`InputError`.
     """
     src = "diffusers config"
-    cfg = {k: v for k, v in diffusers_config.items() if not k.startswith("_") and k not in _DIFFUSERS_IGNORED}
-    fixed = {
-        "patch_size": ((1, 1, 1), [1, 1, 1]),
-        "ffn_type": ("GLUMBConvTemp",),
-        "k_conv_only": (True,),
-        "pos_embed_type": ("wan_rope",),
-        "qk_norm": (True,),
-        "cross_norm": (True,),
-        "y_norm": (True,),
-        "cam_attn_compress": (1,),
-        "use_chunk_plucker_post_attn": (True,),
-        "mlp_acts": (("silu", "silu", None), ["silu", "silu", None]),
-        "use_pe": (True,),
-        "learn_sigma": (False,),
-        "pred_sigma": (False,),
-    }
-    for key, allowed in fixed.items():
+    cfg = {k: v for k, v in diffusers_config.items() if k not in _DIFFUSERS_IGNORED}
+    for key, value in _DIFFUSERS_FIXED.items():
         if key in cfg:
-            _require(src, key, cfg.pop(key), allowed)
-    renamed = {
-        "in_channels": "in_channels",
-        "num_layers": "depth",
-        "hidden_size": "hidden_size",
-        "num_attention_heads": "cross_attn_heads",
-        "softmax_every_n": "softmax_every_n",
-        "linear_head_dim": "head_dim",
-        "t_kernel_size": "temporal_kernel",
-        "conv_kernel_size": "short_conv_kernel",
-        "chunk_plucker_channels": "plucker_channels",
-        "caption_channels": "caption_channels",
-        "mlp_ratio": "mlp_ratio",
-    }
-    ours: dict[str, Any] = {renamed[k]: cfg.pop(k) for k in list(cfg) if k in renamed}
+            _require(src, key, cfg.pop(key), (value, tuple(value)) if isinstance(value, list) else (value,))
+    chunking = {k: cfg.pop(k) for k in _DIFFUSERS_CHUNK_KEYS if k in cfg}
+    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    ours: dict[str, Any] = {_DIFFUSERS_NAMES[k]: cfg.pop(k) for k in list(cfg) if k in _DIFFUSERS_NAMES}
+    ours.update({_DIFFUSERS_CHUNK_KEYS[k]: v for k, v in chunking.items()})
     depth = ours.get("depth", SanaWMConfig.depth)
     if "chunk_plucker_post_attn_blocks" in cfg:
         n = int(cfg.pop("chunk_plucker_post_attn_blocks"))
@@ -234,6 +243,15 @@ OFFICIAL_CHUNK_STRATEGIES = {
     "first_frame": "first_frame",
 }
 _TEXT_ENCODER_WIDTH = {"gemma-2-2b-it": 2304}
+# Official ``model:`` keys -> our fields, beyond the registry name's depth / width / heads.
+_OFFICIAL_NAMES = {
+    "softmax_every_n": "softmax_every_n",
+    "linear_head_dim": "head_dim",
+    "conv_kernel_size": "short_conv_kernel",
+    "t_kernel_size": "temporal_kernel",
+    "mlp_ratio": "mlp_ratio",
+    "chunk_plucker_channels": "plucker_channels",
+}
 _OFFICIAL_MODEL_IGNORED = (
     "image_size",
     "aspect_ratio_type",
@@ -322,15 +340,7 @@ def config_from_official_yaml(official: dict[str, Any]) -> SanaWMConfig:
     for key, allowed in checks.items():
         if key in model:
             _require(src, key, model.pop(key), allowed)
-    renamed = {
-        "softmax_every_n": "softmax_every_n",
-        "linear_head_dim": "head_dim",
-        "conv_kernel_size": "short_conv_kernel",
-        "t_kernel_size": "temporal_kernel",
-        "mlp_ratio": "mlp_ratio",
-        "chunk_plucker_channels": "plucker_channels",
-    }
-    for key, field in renamed.items():
+    for key, field in _OFFICIAL_NAMES.items():
         if key in model:
             ours[field] = model.pop(key)
     if "mlp_ratio" in ours:
@@ -404,3 +414,89 @@ def _official_chunking(model: dict[str, Any], causal: bool) -> dict[str, Any]:
         )
     _require(src, "chunk_split_strategy", strategy, tuple(OFFICIAL_CHUNK_STRATEGIES))
     return {"chunk_size": size, "chunk_strategy": OFFICIAL_CHUNK_STRATEGIES[strategy]}
+
+
+def config_to_diffusers(cfg: SanaWMConfig) -> dict[str, Any]:
+    """``cfg`` as a diffusers ``SanaWMTransformer3DModel`` ``config.json`` (without ``_diffusers_version``);
+    :func:`config_from_diffusers` reads it back to ``cfg``. A chunk-causal model also gets the private keys
+    ``_sana_wm_chunk_size`` / ``_sana_wm_chunk_strategy`` (diffusers ignores them and takes ``chunk_size``
+    per forward call)."""
+    ours = cfg.to_dict()
+    out: dict[str, Any] = {"_class_name": "SanaWMTransformer3DModel"}
+    out.update({key: ours[field] for key, field in _DIFFUSERS_NAMES.items()})
+    out.update(_DIFFUSERS_FIXED)
+    out["chunk_plucker_post_attn_blocks"] = cfg.plucker_blocks
+    if cfg.chunk_causal:
+        out.update({key: ours[field] for key, field in _DIFFUSERS_CHUNK_KEYS.items()})
+    return out
+
+
+def official_model_name(cfg: SanaWMConfig) -> str:
+    """The official registry name of ``cfg``'s depth, width and cross-attention heads (the streaming
+    student's name is never chosen: a chunk-causal model is written as the chunk-causal teacher is). An
+    :class:`InputError` when the registry has no such size."""
+    size = (cfg.depth, cfg.hidden_size, cfg.cross_attn_heads)
+    for name, dims in OFFICIAL_MODELS.items():
+        if dims == size and name not in _STREAMING_MODELS:
+            return name
+    known = ", ".join(
+        f"{n} ({d}/{w}/{h})" for n, (d, w, h) in OFFICIAL_MODELS.items() if n not in _STREAMING_MODELS
+    )
+    raise InputError(
+        f"official format: the official registry has no model of depth {cfg.depth}, width {cfg.hidden_size} "
+        f"and {cfg.cross_attn_heads} cross-attention heads (it has {known}); use --format diffusers"
+    )
+
+
+def config_to_official_yaml(cfg: SanaWMConfig) -> dict[str, Any]:
+    """The ``model`` / ``vae`` / ``text_encoder`` / ``scheduler`` sections of an official ``config.yaml`` for
+    ``cfg`` (a bidirectional model as the release's ``sana_wm_1600m_720p.yaml``, a chunk-causal one as the
+    chunk-causal teacher's); :func:`config_from_official_yaml` reads them back to ``cfg``. The sampling and
+    text settings the official CLI reads (``inference_flow_shift``, ``vis_sampler``, ``model_max_length``)
+    are the release's. An :class:`InputError` for a size the official registry does not have
+    (:func:`official_model_name`)."""
+    causal = cfg.chunk_causal
+    model: dict[str, Any] = {
+        "model": official_model_name(cfg),
+        "image_size": 720,
+        "mixed_precision": "bf16",
+        "fp32_attention": True,
+        "camctrl_type": _CHUNK_CAUSAL_CAMCTRL[0] if causal else _BIDIRECTIONAL_CAMCTRL[0],
+        "attn_type": "ChunkCausalGDNTriton" if causal else "BidirectionalGDNTriton",
+        "ffn_type": _OFFICIAL_FFN[causal][0],
+        "pos_embed_type": "wan_rope",
+        "use_pe": True,
+        "qk_norm": True,
+        "cross_norm": True,
+        "k_conv_only": True,
+        "mlp_acts": ["silu", "silu", None],
+        "cam_attn_compress": 1,
+        "use_chunk_plucker_post_attn": True,
+        "chunk_plucker_post_attn_blocks": cfg.plucker_blocks,
+    }
+    ours = cfg.to_dict()
+    model.update({key: ours[field] for key, field in _OFFICIAL_NAMES.items()})
+    if causal:
+        strategy = next(k for k, v in OFFICIAL_CHUNK_STRATEGIES.items() if v == cfg.chunk_strategy)
+        model.update({"chunk_size": cfg.chunk_size, "chunk_split_strategy": strategy})
+    encoder = next((n for n, width in _TEXT_ENCODER_WIDTH.items() if width == cfg.caption_channels), None)
+    text: dict[str, Any] = {"caption_channels": cfg.caption_channels, "y_norm": True}
+    if encoder is not None:
+        text = {"text_encoder_name": encoder, **text, "y_norm_scale_factor": 0.01, "model_max_length": 300}
+    return {
+        "model": model,
+        "vae": {
+            "vae_type": "LTX2VAE_diffusers",
+            "vae_latent_dim": cfg.in_channels,
+            "vae_stride": [8, 32, 32],
+        },
+        "text_encoder": text,
+        "scheduler": {
+            "predict_flow_v": True,
+            "noise_schedule": "linear_flow",
+            "pred_sigma": False,
+            "flow_shift": 9.95,
+            "inference_flow_shift": 9.8,
+            "vis_sampler": "chunk_flow_euler" if causal else "flow_dpm-solver",
+        },
+    }
