@@ -12,14 +12,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from PIL import Image
 
 from sana_wm.inference.pipeline import Pipeline
 from sana_wm.inference.streaming import StreamSession, StreamSettings
 from sana_wm.samplers.chunked import STUDENT_STEPS
 from sana_wm.serve.protocol import LiveSettings
+
+if TYPE_CHECKING:
+    from sana_wm.inference.request import RuntimeSettings
+    from sana_wm.inference.source import ModelSource
 
 log = logging.getLogger("sana_wm")
 
@@ -45,7 +51,7 @@ class LiveStream(StreamSession):
 
     pose_source: Callable[[int], np.ndarray] | None = None
 
-    def _chunk_camera(self, start: int, end: int) -> tuple:
+    def _chunk_camera(self, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
         missing = self.pipe.stride.time * (end - 1) + 1 - self.c2w_F44.shape[0]
         if missing > 0 and self.pose_source is not None:
             self.extend_camera(self.pose_source(missing))
@@ -137,17 +143,17 @@ class Engine:
         return stream, stream_settings, stream.intrinsics_4
 
 
-def load_engine(source: object, runtime: object, *, decode_lookahead: int = 1) -> Engine:
+def load_engine(source: ModelSource, runtime: RuntimeSettings, *, decode_lookahead: int = 1) -> Engine:
     """Load the model of ``source`` (:class:`~sana_wm.inference.source.ModelSource`) with ``runtime``
     (:class:`~sana_wm.inference.request.RuntimeSettings`)."""
     from sana_wm.inference.stream_job import load_stream_pipeline
 
-    pipe, _ = load_stream_pipeline(source, runtime)  # type: ignore[arg-type]
-    model_defaults = source.defaults()  # type: ignore[attr-defined]
-    if source.is_demo:  # type: ignore[attr-defined]
+    pipe, _ = load_stream_pipeline(source, runtime)
+    model_defaults = source.defaults()
+    if source.is_demo:
         from sana_wm.inference.demo_model import demo_first_frame, read_demo_settings
 
-        demo = read_demo_settings(source.demo_dir)  # type: ignore[attr-defined]
+        demo = read_demo_settings(source.demo_dir)
         defaults = EngineDefaults(
             height=demo.height, width=demo.width, steps=demo.steps, flow_shift=demo.flow_shift, step_list=None
         )
@@ -155,7 +161,7 @@ def load_engine(source: object, runtime: object, *, decode_lookahead: int = 1) -
             pipe,
             defaults,
             "demo",
-            demo_first_frame(source.demo_dir),  # type: ignore[attr-defined]
+            demo_first_frame(source.demo_dir),
             demo.intrinsics_array(),
             prompt_free=True,
             decode_lookahead=decode_lookahead,
