@@ -19,6 +19,7 @@ import hmac
 import io
 import json
 import logging
+import time
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
@@ -40,6 +41,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
 COOKIE = "sana_wm_token"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+SLOW_CLIENT_S = 60.0  # a full outbox for this long ends the session
 OUTBOX_MESSAGES = 256  # per connection: about ten chunks of frames; a slower client slows its generation
 
 
@@ -208,8 +210,15 @@ class Connection:
             pass
 
     def emit(self, message: dict[str, Any]) -> bool:
-        """Queue a message from the worker thread; waits while the outbox is full. False: connection gone."""
+        """Queue a message from the worker thread; waits while the outbox is full. False: the connection is
+        gone, or its client has not read for :data:`SLOW_CLIENT_S` (it then loses its session: a client
+        that stops reading must not hold the device)."""
+        deadline = time.monotonic() + SLOW_CLIENT_S
         while self.open:
+            if time.monotonic() > deadline:
+                log.warning("serve: a client read nothing for %.0f s; its session ends", SLOW_CLIENT_S)
+                self.open = False
+                break
             try:
                 future = asyncio.run_coroutine_threadsafe(self._put(message), self.loop)
             except RuntimeError:  # the event loop is gone (the server is shutting down)

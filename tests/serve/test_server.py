@@ -209,3 +209,21 @@ def test_camera_messages_drive_the_next_chunk(server: Any) -> None:
     client.send({"type": "camera", "c2w": [[[0] * 4] * 4]})
     assert client.next("error")["code"] == "bad_camera"
     client.close()
+
+
+def test_a_paused_session_others_wait_for_ends_after_the_idle_timeout(engine: Any, tmp_path: Path) -> None:
+    running = start_server(engine, tmp_path, idle_timeout_s=1.0)
+    try:
+        first, second = Client(running.url), Client(running.url)
+        first.send({"type": "start", "settings": TINY})
+        first.next("started")
+        assert first.next("state")["state"] == "paused"
+        second.send({"type": "start", "settings": TINY})
+        assert second.next("busy")["position"] == 1
+        ended = first.next("ended", timeout=15)
+        assert ended["reason"] == "idle_timeout" and ended["download"]  # its recording stays downloadable
+        assert second.next("started", timeout=15)["session"]
+        first.close()
+        second.close()
+    finally:
+        running.stop()
