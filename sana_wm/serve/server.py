@@ -23,6 +23,8 @@ from sana_wm.serve.protocol import ServeLimits
 
 log = logging.getLogger("sana_wm")
 
+MAX_CONNECTIONS = 128  # open connections and requests at once; more get HTTP 503 (uvicorn)
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -92,6 +94,7 @@ def serve(config: ServeConfig, source: Any, runtime: Any) -> None:
             host=config.host,
             port=config.port,
             ws_max_size=config.limits.max_message_bytes,
+            limit_concurrency=MAX_CONNECTIONS,
             log_level="warning",
             timeout_graceful_shutdown=5,
         )
@@ -111,6 +114,7 @@ class BackgroundServer:
             host="127.0.0.1",
             port=port,
             ws_max_size=config.limits.max_message_bytes,
+            limit_concurrency=MAX_CONNECTIONS,
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=2,
