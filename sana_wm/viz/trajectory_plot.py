@@ -48,19 +48,43 @@ def plot_trajectory(
         every: cone spacing in frames; default about 12 cones along the path.
         title: figure title.
     """
-    validate_c2w(c2w_F44, name="c2w")
-    c2w = np.asarray(c2w_F44, dtype=np.float64)
-    num_frames = c2w.shape[0]
     path = Path(path_png)
     if path.suffix.lower() != ".png":
         raise InputError(f"--plot: expected a .png path, got '{path}'")
     _check_writable_dir(path.parent)
+    fig = _figure(c2w_F44, intrinsics, every, title)
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI)
+    except OSError as err:
+        raise InputError(f"--plot: cannot write '{path}' ({err.strerror or err})") from err
+
+
+def render_trajectory(
+    c2w_F44: np.ndarray,
+    *,
+    intrinsics: np.ndarray | None = None,
+    every: int | None = None,
+    title: str | None = None,
+) -> np.ndarray:
+    """The picture :func:`plot_trajectory` writes, as RGB uint8 pixels ``(600, 1200, 3)`` (no file)."""
+    fig = _figure(c2w_F44, intrinsics, every, title)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def _figure(
+    c2w_F44: np.ndarray, intrinsics: np.ndarray | None, every: int | None, title: str | None
+) -> Figure:
+    validate_c2w(c2w_F44, name="c2w")
+    c2w = np.asarray(c2w_F44, dtype=np.float64)
+    num_frames = c2w.shape[0]
     half_fov = _half_fov(intrinsics, num_frames)
     every = max(1, num_frames // 12) if every is None else every
     if not isinstance(every, int) or every < 1:
         raise InputError(f"every: must be a positive integer, got {every!r}")
 
-    # Imported here: matplotlib takes about half a second to import and only this function needs it.
+    # Imported here: matplotlib takes about half a second to import and only the pictures need it.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -74,11 +98,7 @@ def plot_trajectory(
     if title:
         # NFKC: full-width punctuation of an action string (，) in the plain forms the default font has.
         fig.suptitle(unicodedata.normalize("NFKC", title))
-    try:
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=DPI)
-    except OSError as err:
-        raise InputError(f"--plot: cannot write '{path}' ({err.strerror or err})") from err
+    return fig
 
 
 def _draw_top_down(fig: Figure, ax: Axes, c2w: np.ndarray, half_fov: np.ndarray, every: int) -> None:
