@@ -256,7 +256,8 @@ def _write_pipeline(
         index["vae"] = [None, None]
         components["vae"] = "absent: no --vae_path given"
     if parts.text_encoder is not None:
-        _copy(parts.text_encoder, folder / "text_encoder", _MODEL_FILES)
+        # The tokenizer also stays beside Gemma-2: --text_encoder_path <out>/text_encoder reads one folder.
+        _copy(parts.text_encoder, folder / "text_encoder", _MODEL_FILES + _TOKENIZER_FILES)
         _copy(parts.text_encoder, folder / "tokenizer", _TOKENIZER_FILES)
         index["text_encoder"] = [
             "transformers",
@@ -343,7 +344,8 @@ def _readme(cfg: SanaWMConfig, parts: Components, components: dict[str, str]) ->
         *(f"| {name} | {state} |" for name, state in components.items()),
         "",
         "Load the transformer alone with `SanaWMTransformer3DModel.from_pretrained(folder, subfolder="
-        '"transformer")`, or back into sana-wm with `--model_path <folder>` (and `--vae_path <folder>`).',
+        '"transformer")`, or back into sana-wm with `--model_path <folder>` (and `--vae_path <folder>`, '
+        "`--text_encoder_path <folder>/text_encoder` where they are here).",
     ]
     if parts.text_encoder is None:
         lines += [
