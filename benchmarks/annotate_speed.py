@@ -59,26 +59,29 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=481, help="8k+1 frames per clip (481 = 30 s)")
     parser.add_argument("--size", default="352x640", help="render and clip size HxW")
     parser.add_argument("--render_device", default="cpu")
+    parser.add_argument("--input", help="annotate this dataset or video folder instead of rendering")
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.lower().split("x"))
     out = Path(args.out)
     start = time.perf_counter()
     chosen = [Case(i, "smooth", (60.0, 90.0)[i % 2], "full") for i in range(args.clips)]
-    render_validation_set(
-        out / "rendered",
-        "eval",
-        num_frames=args.frames,
-        height=height,
-        width=width,
-        chosen=chosen,
-        device=args.render_device,
-    )
+    source = Path(args.input) if args.input else out / "rendered"
+    if not args.input:
+        render_validation_set(
+            source,
+            "eval",
+            num_frames=args.frames,
+            height=height,
+            width=width,
+            chosen=chosen,
+            device=args.render_device,
+        )
     render_s = time.perf_counter() - start
     shutil.rmtree(out / "annotated", ignore_errors=True)  # time a fresh run, not a resumed one
     settings = AnnotateSettings(height=height, width=width, clip_frames=args.frames)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
-    report = annotate(out / "rendered", out / "annotated", settings, progress=False)
+    report = annotate(source, out / "annotated", settings, progress=False)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
@@ -89,7 +92,8 @@ def main() -> None:
     result = {
         "machine": machine(),
         "command": f"python benchmarks/annotate_speed.py --out {args.out} --clips {args.clips} "
-        f"--frames {args.frames} --size {args.size} --render_device {args.render_device}",
+        f"--frames {args.frames} --size {args.size} --render_device {args.render_device}"
+        + (f" --input {args.input}" if args.input else ""),
         "clips": len(report["clips"]),
         "kept": report["summary"]["kept"],
         "frames_per_clip": args.frames,
