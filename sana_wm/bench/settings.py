@@ -65,6 +65,7 @@ class BenchSettings:
         steps: sampling steps per generation (pipeline mode).
         matmul_size: side of the square matmul that measures the card's rate (for MFU).
         seed: weights and inputs.
+        variants: stream mode: the variants to run (default all, ``sana_wm.bench.stream.VARIANTS``).
         extra_forward_kwargs: further keyword arguments of our forward (model knobs), passed through as given.
     """
 
@@ -87,6 +88,7 @@ class BenchSettings:
     steps: int = 4
     matmul_size: int
     seed: int = 0
+    variants: tuple[str, ...] | None = None
     extra_forward_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -111,6 +113,14 @@ class BenchSettings:
             check_backend(self.backend)
         except InputError as err:
             raise InputError(f"--{err}") from None
+        if self.variants is not None:
+            from sana_wm.bench.stream import VARIANTS
+
+            unknown = [v for v in self.variants if v not in VARIANTS]
+            if self.mode != "stream" or unknown or not self.variants:
+                raise InputError(
+                    f"--variants: stream mode only, a comma-separated subset of {', '.join(VARIANTS)}"
+                )
         allowed = {"pipeline": OFFLOAD_MODES, "transformer": ("none", "group"), "stream": ("none",)}[
             self.mode
         ]

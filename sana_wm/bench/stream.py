@@ -110,7 +110,7 @@ def run_stream_bench(settings: BenchSettings) -> dict[str, Any]:
     build_s = time.perf_counter() - start
     lengths = []
     refiner: tuple[Any, Any] | None = None
-    for variant in VARIANTS:
+    for variant in settings.variants or VARIANTS:
         if variant == "refiner":
             try:
                 refiner = build_refiner(settings)
@@ -119,7 +119,7 @@ def run_stream_bench(settings: BenchSettings) -> dict[str, Any]:
                 break
         if variant == "refiner_fp8":
             if refiner is None:
-                break
+                refiner = build_refiner(settings)
             refiner[0].enable_layerwise_casting(
                 storage_dtype=torch.float8_e4m3fn, compute_dtype=settings.dtype
             )

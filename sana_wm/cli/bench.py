@@ -71,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=4, help="sampling steps per generation (pipeline mode)")
     p.add_argument("--matmul-size", type=int, help="side of the probe matmul (default 8192; --tiny 256)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variants", help="stream mode: comma-separated variants to run (default: all)")
     p.add_argument("--out", required=True, metavar="FILE.json", help="the report (benchmarks/results/...)")
     p.set_defaults(func=run)
 
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         peer=not args.no_peer,
         steps=args.steps,
         seed=args.seed,
+        variants=None if args.variants is None else tuple(v.strip() for v in args.variants.split(",")),
         # Further knobs of our forward go here.
         extra_forward_kwargs={"memory": MemoryPlan.named(args.memory)},
     )

@@ -100,7 +100,27 @@ def test_tiny_stream_run_reports_every_variant(tmp_path) -> None:
         assert entry["realtime_factor"] == pytest.approx(1.5 / entry["steady_chunk_s"])
 
 
+def test_stream_variants_run_only_those_asked_for(tmp_path) -> None:
+    out = tmp_path / "stream.json"
+    argv = [
+        "bench",
+        "--mode",
+        "stream",
+        "--device",
+        "cpu",
+        "--tiny",
+        "--frames",
+        "49",
+        "--variants",
+        "decode",
+    ]
+    assert main([*argv, "--height", "64", "--width", "96", "--out", str(out)]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert [(e["variant"], e["frames_decoded"]) for e in report["lengths"]] == [("decode", 49)]
+
+
 BAD_INPUT = [
+    (["--variants", "stage2"], "--variants: stream mode only"),
     (["--frames", "0"], "--frames: expected whole numbers >= 1"),
     (["--frames", "abc"], "--frames: expected whole numbers >= 1"),
     (["--frames", "9,,17"], "--frames"),
