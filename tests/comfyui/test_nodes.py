@@ -145,3 +145,91 @@ def test_bad_inputs_are_one_line_errors(package) -> None:
 
     with pytest.raises(InputError, match="four numbers"):
         parse_intrinsics("100, 100, 50")
+
+
+def test_release_with_refiner_equals_two_stage(package, tmp_path: Path) -> None:
+    """Load (release, local tiny weights, refiner on) -> Stage 1 -> Refine -> Decode through the nodes equals
+    ``load_pipeline`` + ``generate_two_stage`` on the same folders."""
+    from helpers.checkpoints import tiny_model
+    from helpers.tiny_parts import (
+        HEIGHT,
+        INTRINSICS,
+        PROMPT,
+        WIDTH,
+        save_tiny_refiner,
+        source_image,
+        tiny_gemma,
+        tiny_tokenizer,
+        tiny_vae,
+    )
+
+    from sana_wm.inference import GenerationRequest, RefinerSettings
+    from sana_wm.inference.pipeline import load_pipeline
+    from sana_wm.inference.two_stage import generate_two_stage
+    from sana_wm.models.checkpoint_io import save_transformer
+
+    save_transformer(tiny_model(6), tmp_path / "transformer.safetensors")
+    tiny_vae().save_pretrained(tmp_path / "vae")
+    tiny_gemma().save_pretrained(tmp_path / "gemma")
+    tiny_tokenizer().save_pretrained(tmp_path / "gemma")
+    refiner_dir = save_tiny_refiner(tmp_path)
+    paths = dict(
+        model_path=str(tmp_path / "transformer.safetensors"),
+        vae_path=str(tmp_path / "vae"),
+        text_encoder_path=str(tmp_path / "gemma"),
+        refiner_checkpoint=str(refiner_dir),
+        refiner_gemma_root=str(refiner_dir / "text_encoder"),
+    )
+    runtime = dict(device="cpu", dtype="float32", offload="none", backend="torch")
+    (model,) = _run(package, "SanaWMLoadModel", model="release", refiner=True, **runtime, **paths)
+    (camera,) = _run(package, "SanaWMCameraFromAction", action=ACTION, **SPEEDS)
+    image = source_image()
+    intrinsics = ", ".join(str(v) for v in INTRINSICS)
+    sampling = dict(
+        seed=SEED, steps=STEPS, cfg_scale=-1.0, flow_shift=0.0, num_frames=17, height=HEIGHT, width=WIDTH
+    )
+    (video,) = _run(
+        package,
+        "SanaWMStage1",
+        model=model,
+        image=torch.from_numpy(np.array(image)).float()[None] / 255.0,
+        camera=camera,
+        prompt=PROMPT,
+        sampler="default",
+        intrinsics=intrinsics,
+        **sampling,
+    )
+    refiner = dict(mode="single_shot", sink_size=1, block_size=3, kv_max_frames=11, seed=42, fp8=False)
+    (refined,) = _run(package, "SanaWMRefine", model=model, video=video, prompt=PROMPT, **refiner)
+    (frames,) = _run(package, "SanaWMDecode", video=refined)
+
+    pipe = load_pipeline(
+        paths["model_path"],
+        vae_path=paths["vae_path"],
+        text_encoder_path=paths["text_encoder_path"],
+        device="cpu",
+        dtype="float32",
+        backend="torch",
+        refiner=True,
+        refiner_checkpoint=paths["refiner_checkpoint"],
+        refiner_gemma_root=paths["refiner_gemma_root"],
+    )
+    request = GenerationRequest.create(
+        image,
+        PROMPT,
+        action=ACTION,
+        intrinsics=np.asarray(INTRINSICS, dtype=np.float32),
+        refiner=RefinerSettings(),
+        seed=SEED,
+        steps=STEPS,
+        num_frames=17,
+        height=HEIGHT,
+        width=WIDTH,
+    )
+    direct = generate_two_stage(pipe, request, progress=False)
+    assert torch.equal(video.latents, direct.stage1.latents)
+    assert torch.equal(refined.latents, direct.latents)
+    assert frames.shape == (16, HEIGHT, WIDTH, 3)
+    assert torch.equal(frames, torch.from_numpy(direct.frames.numpy()).float() / 255.0)
+    with pytest.raises(InputError, match="refined already"):
+        _run(package, "SanaWMRefine", model=model, video=refined, prompt=PROMPT, **refiner)
