@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -43,6 +44,8 @@ from sana_wm.models.config import SanaWMConfig, config_to_diffusers, config_to_o
 from sana_wm.utils.atomic import check_output_folder
 
 FORMATS = ("diffusers", "official")
+log = logging.getLogger(__name__)
+
 DTYPES: dict[str, torch.dtype | None] = {
     "keep": None,
     "float32": torch.float32,
@@ -118,6 +121,11 @@ def export_model(
     except InputError as err:
         raise InputError(f"--model_path: {err}") from None
     cfg = contents.config
+    if fmt == "diffusers" and cfg.chunk_causal:
+        log.warning(
+            "a chunk-causal model: diffusers 0.42.1 has no chunk-causal mode and runs it bidirectionally; "
+            "sana-wm reads the folder back chunk-causal (_sana_wm_chunk_size in config.json)"
+        )
     if DTYPES[dtype] is not None:
         state = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in state.items()}
     official_yaml = config_to_official_yaml(cfg) if fmt == "official" else None  # refuses before writing
@@ -337,7 +345,12 @@ def _readme(cfg: SanaWMConfig, parts: Components, components: dict[str, str]) ->
         "# SANA-WM in the diffusers layout (written by `sana-wm export`)",
         "",
         f"Source: {parts.description}. Transformer: depth {cfg.depth}, width {cfg.hidden_size}, "
-        f"{'chunk-causal, chunk_size ' + str(cfg.chunk_size) if cfg.chunk_causal else 'bidirectional'}.",
+        f"{'chunk-causal, chunk_size ' + str(cfg.chunk_size) if cfg.chunk_causal else 'bidirectional'}."
+        + (
+            " diffusers 0.42.1 has no chunk-causal mode: it runs these weights bidirectionally."
+            if cfg.chunk_causal
+            else ""
+        ),
         "",
         "| component | state |",
         "| --- | --- |",

@@ -185,11 +185,11 @@ def config_from_diffusers(diffusers_config: dict[str, Any]) -> SanaWMConfig:
 
     Keys starting with ``_`` (``_class_name``, ``_diffusers_version``, ...) are metadata and skipped, except
     ``_sana_wm_chunk_size`` / ``_sana_wm_chunk_strategy``, which :func:`config_to_diffusers` writes for a
-    chunk-causal model (diffusers keeps no chunking in its config: it takes ``chunk_size`` per call). Ignored
-    as irrelevant to the network: ``init_cam_from_base`` (init-time only), ``fp32_attention`` (unused by
-    diffusers), ``image_size`` (nominal), ``mixed_precision`` (dtype is chosen at load time). Settings sana-wm
-    does not implement (patch size other than 1, a non-GLUMBConvTemp FFN, disabled norms, ...) raise
-    :class:`InputError`.
+    chunk-causal model (diffusers 0.42.1 has no chunk-causal mode: its forward's ``chunk_size`` is unused).
+    Ignored as irrelevant to the network: ``init_cam_from_base`` (init-time only), ``fp32_attention``
+    (unused by diffusers), ``image_size`` (nominal), ``mixed_precision`` (dtype is chosen at load time).
+    Settings sana-wm does not implement (patch size other than 1, a non-GLUMBConvTemp FFN, disabled norms)
+    raise :class:`InputError`.
     """
     src = "diffusers config"
     cfg = {k: v for k, v in diffusers_config.items() if k not in _DIFFUSERS_IGNORED}
@@ -419,8 +419,8 @@ def _official_chunking(model: dict[str, Any], causal: bool) -> dict[str, Any]:
 def config_to_diffusers(cfg: SanaWMConfig) -> dict[str, Any]:
     """``cfg`` as a diffusers ``SanaWMTransformer3DModel`` ``config.json`` (without ``_diffusers_version``);
     :func:`config_from_diffusers` reads it back to ``cfg``. A chunk-causal model also gets the private keys
-    ``_sana_wm_chunk_size`` / ``_sana_wm_chunk_strategy`` (diffusers ignores them and takes ``chunk_size``
-    per forward call)."""
+    ``_sana_wm_chunk_size`` / ``_sana_wm_chunk_strategy``: diffusers skips them (0.42.1 has no chunk-causal
+    mode, so it runs such weights bidirectionally) and sana-wm reads them back."""
     ours = cfg.to_dict()
     out: dict[str, Any] = {"_class_name": "SanaWMTransformer3DModel"}
     out.update({key: ours[field] for key, field in _DIFFUSERS_NAMES.items()})
