@@ -79,6 +79,10 @@ def annotate(
 
     from sana_wm.annotate.clip import process_clip
 
+    try:
+        import pycolmap  # noqa: F401  (SfM; checked before anything is written)
+    except ImportError as err:
+        raise InputError('annotate needs pycolmap: pip install "sana-wm[annotate]"') from err
     sources = list_sources(input_path)
     out = Path(out_dir)
     check_output(out, settings)
