@@ -53,5 +53,6 @@ def ray_matrices(camera_BT20: torch.Tensor, height: int, width: int) -> torch.Te
     world_to_ray = torch.stack([x_axis, y_axis, z_axis], dim=-2)
     centre = c2w_BT44[..., :3, 3][:, :, None, None, :, None]
     top_BThw34 = torch.cat([world_to_ray, -(world_to_ray @ centre)], dim=-1)
-    bottom = F.pad(top_BThw34.new_ones(*top_BThw34.shape[:-2], 1, 1), (3, 0))  # [0, 0, 0, 1], made on the device
+    # [0, 0, 0, 1], made on the device (no host-to-device copy: CUDA-graph capturable)
+    bottom = F.pad(top_BThw34.new_ones(*top_BThw34.shape[:-2], 1, 1), (3, 0))
     return torch.cat([top_BThw34, bottom], dim=-2)

@@ -53,14 +53,15 @@ def test_the_large_projections_are_fp8_and_the_camera_path_is_not(model) -> None
         if any(fnmatch.fnmatchcase(name, p) for p in FP8_MODULES) and hasattr(module, "weight")
     }
     assert stored == expected and report.modules == len(expected) == 9 * len(model.blocks)
-    kept = [n for n in ("cam", "plucker", "embedder", "t_block", "final_layer") if any(n in s for s in stored)]
-    assert kept == []
+    full_precision = ("cam", "plucker", "embedder", "t_block", "final_layer")
+    assert [n for n in full_precision if any(n in s for s in stored)] == []
     # Camera branch, embedders and final layer keep their bf16 weights.
     assert quantized.blocks[0].attn.k_proj_cam.weight.dtype == torch.bfloat16
     assert quantized.final_layer.linear.weight.dtype == torch.bfloat16
     # A stored weight takes 1 byte instead of 2, plus one fp32 scale per output row.
     params = sum(before[f"{name}.weight"] for name in stored)
-    rows = sum(dict(quantized.named_modules())[name].parametrizations.weight[0].scale.numel() for name in stored)
+    modules = dict(quantized.named_modules())
+    rows = sum(modules[name].parametrizations.weight[0].scale.numel() for name in stored)
     assert report.params == params
     assert report.bytes_before - report.bytes_after == params - 4 * rows
     assert weight_dtype(quantized.blocks[0].attn.qkv) == torch.bfloat16
@@ -88,9 +89,9 @@ def test_unknown_quantize_mode_is_refused(mode: str) -> None:
 
 
 def test_quantize_fp8_through_load_on_the_demo_model() -> None:
-    from sana_wm.inference.request import CameraPath
     from sana_wm.inference import run
     from sana_wm.inference.demo_model import DEMO_DIR, demo_first_frame, read_demo_settings
+    from sana_wm.inference.request import CameraPath
     from sana_wm.inference.source import ModelSource
 
     settings = read_demo_settings(DEMO_DIR)
