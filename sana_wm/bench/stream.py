@@ -37,7 +37,7 @@ from sana_wm.bench.pipeline import (
     build_pipeline,
     first_frame,
 )
-from sana_wm.bench.settings import BenchSettings
+from sana_wm.bench.settings import STREAM_VARIANTS, BenchSettings
 from sana_wm.bench.timing import DeviceMemoryMonitor
 from sana_wm.camera import action_to_c2w, default_intrinsics
 from sana_wm.inference.pipeline import Pipeline
@@ -47,7 +47,7 @@ from sana_wm.models.variants import sana_wm_streaming_1600m_720p
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("stage1_eager", "stage1", "decode", "refiner", "refiner_fp8")
+VARIANTS = STREAM_VARIANTS
 REFINER_PROMPT_TOKENS = 256
 SECONDS_PER_CHUNK = 24 / 16  # 24 pixel frames at 16 fps
 
