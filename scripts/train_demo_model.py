@@ -5,6 +5,8 @@
     python scripts/train_demo_model.py --out DIR2 --init_from DIR     # a second DiT budget (same VAE)
     python scripts/train_demo_model.py --out DIR3 --init_from sana_wm/assets/demo --chunk_causal --minutes 4
                                                                       # the chunk-causal patch (one GPU)
+    python scripts/train_demo_model.py --out DIR4 --init_from sana_wm/assets/demo --distill --minutes 12
+                                                                      # the 4-step streaming student
 
 The same from the repository root as a module: ``python -m scripts.demo_training.run ARGS``.
 
@@ -47,6 +49,12 @@ chunk-causal variant and writes only ``transformer_chunk_causal.safetensors`` (a
 its parameters over ``transformer.safetensors``, ``sana_wm.inference.demo_patch``), ``demo_model.json`` (the
 input's with a ``"chunk_causal"`` entry added), ``sample_chunk_causal.mp4`` and ``train_log.txt``; copy the
 first two into ``sana_wm/assets/demo/`` (recipe: ``demo_training.chunk_causal``).
+
+``--distill`` (with ``--init_from``, e.g. the bundled model with its chunk-causal patch) distills that
+chunk-causal teacher into the 4-step streaming student by ODE regression then self-forcing DMD and writes
+``transformer_student.safetensors`` (a patch over ``transformer.safetensors`` like the chunk-causal one),
+``demo_model.json`` (the input's with a ``"student"`` entry) and ``train_log.txt``; copy the first two into
+``sana_wm/assets/demo/`` (recipe: ``demo_training.distill``).
 """
 
 from __future__ import annotations
@@ -81,6 +89,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="with --init_from: fine-tune its DiT chunk-causally and write only the patch file",
     )
+    p.add_argument(
+        "--distill",
+        action="store_true",
+        help="with --init_from: distill its chunk-causal teacher into the 4-step student (patch file only)",
+    )
     return p.parse_args(argv)
 
 
@@ -93,9 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     from sana_wm.errors import InputError
 
     out: Path = args.out
-    if args.chunk_causal and args.init_from is None:
-        message = "--chunk_causal needs --init_from (the model to patch)"
-        print(f"train_demo_model: error: {message}", file=sys.stderr)
+    for flag, wanted in (("--chunk_causal", args.chunk_causal), ("--distill", args.distill)):
+        if wanted and args.init_from is None:
+            print(f"train_demo_model: error: {flag} needs --init_from (the model to patch)", file=sys.stderr)
+            return 2
+    if args.chunk_causal and args.distill:
+        print("train_demo_model: error: --chunk_causal and --distill are separate runs", file=sys.stderr)
         return 2
     if out.exists() and any(out.iterdir()):
         print(f"train_demo_model: error: --out: {out} is not empty", file=sys.stderr)
@@ -118,16 +134,30 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="sana_wm_demo_") as tmp:
             work_dir = args.work_dir or Path(tmp)
             logger.info("training the demo model on %s for %.1f min -> %s", device, args.minutes, out)
-            metadata = train_demo_model(
-                recipe,
-                out,
-                device=device,
-                minutes=args.minutes,
-                work_dir=work_dir,
-                init_from=args.init_from,
-                chunk_causal=args.chunk_causal,
-            )
-        record = metadata["chunk_causal"] if args.chunk_causal else metadata
+            if args.distill:
+                from demo_training.distill import distill_student
+
+                metadata = distill_student(
+                    recipe,
+                    out,
+                    device=device,
+                    minutes=args.minutes,
+                    work_dir=work_dir,
+                    init_from=args.init_from,
+                    tiny=args.tiny,
+                )
+            else:
+                metadata = train_demo_model(
+                    recipe,
+                    out,
+                    device=device,
+                    minutes=args.minutes,
+                    work_dir=work_dir,
+                    init_from=args.init_from,
+                    chunk_causal=args.chunk_causal,
+                )
+        key = "chunk_causal" if args.chunk_causal else "student" if args.distill else None
+        record = metadata[key] if key else metadata
         logger.info("done in %.0f s: %s", record["timings_s"]["total"], sorted(p.name for p in out.iterdir()))
     except InputError as err:
         print(f"train_demo_model: error: {err}", file=sys.stderr)
