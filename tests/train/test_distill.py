@@ -259,3 +259,24 @@ def test_dmd_from_official_checkpoints_by_configuration(tmp_path) -> None:
         [r.get(k) for k in keys] for r in runs["ours"]
     ]
     assert [r["step"] for r in runs["ours"] if "generator_loss" in r] == [1, 3]  # iterations 0 and 2
+
+
+@pytest.mark.parametrize(
+    "name", ["chunk_causal_teacher", "ode_pairs", "ode_t43", "self_forcing_t43", "self_forcing_t121"]
+)
+def test_the_full_size_recipes_build(name: str) -> None:
+    cfg = load_recipe(f"{REPO / 'recipes' / 'distill.py'}:{name}")
+    assert cfg.model.chunk_size == 3 and cfg.model.hidden_size == 2240
+    expected = {
+        "chunk_causal_teacher": ("flow", 3),
+        "ode_pairs": ("ode_pairs", None),
+        "ode_t43": ("ode_regression", None),
+        "self_forcing_t43": ("self_forcing_dmd", None),
+        "self_forcing_t121": ("self_forcing_dmd", None),
+    }[name]
+    assert (cfg.mode, cfg.loss.chunk_size) == expected
+    if name.startswith("self_forcing"):
+        assert cfg.dmd.guidance_scale == 3.0 and cfg.dmd.generator_update_interval == 5
+        assert (cfg.dmd.num_cached_blocks, cfg.dmd.sink) == (
+            (2, True) if name.endswith("121") else (-1, False)
+        )
