@@ -162,6 +162,9 @@ class StreamSession:
     ``refiner`` (optional) is called with each chunk's latents ``(1, C, T_c, h, w)`` and returns the refined
     ones (same shape); the first call gets the first chunk, whose frame 0 is the image latent (the sink).
     ``decoder`` turns latent chunks into uint8 frames (``decode_chunk_uint8`` / ``flush_uint8``).
+    ``pose_source`` (optional, the interactive case): called with a count when a chunk is about to be sampled
+    and the camera path is that many poses short; returns those ``(count, 4, 4)`` poses (e.g. read from the
+    keys held right now).
     """
 
     pipe: Pipeline
@@ -179,6 +182,7 @@ class StreamSession:
     _camera_key: tuple[int, int, int] | None = None
     _camera_value: Any = None
     graphs: GraphedStreamForward | None = None
+    pose_source: Callable[[int], np.ndarray] | None = None
 
     @classmethod
     @torch.no_grad()
@@ -275,9 +279,11 @@ class StreamSession:
 
     def _chunk_camera(self, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Camera tensors of latent frames ``[start, end)`` from the path so far (poses up to pixel
-        ``8(end − 1)``)."""
+        ``8(end − 1)``); where the path is shorter, :attr:`pose_source` is asked for the missing poses."""
         stride = self.pipe.stride.time
         needed = stride * (end - 1) + 1
+        if self.c2w_F44.shape[0] < needed and self.pose_source is not None:
+            self.extend_camera(self.pose_source(needed - self.c2w_F44.shape[0]))
         if self.c2w_F44.shape[0] < needed:
             raise InputError(
                 f"camera: chunk up to latent frame {end - 1} needs {needed} poses, the path has "

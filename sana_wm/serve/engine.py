@@ -4,7 +4,7 @@
 (:func:`~sana_wm.inference.stream_job.load_stream_pipeline`: the bundled demo model by default, the
 streaming release with ``--model_path``); :func:`engine_from_pipeline` wraps any chunk-causal pipeline (the
 benchmark's random full-size weights). :meth:`Engine.open_stream` starts one generation whose camera is
-asked for a chunk at a time (:class:`LiveStream`), just before that chunk is sampled.
+asked for a chunk at a time (``StreamSession.pose_source``), just before that chunk is sampled.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from sana_wm.inference.pipeline import Pipeline
@@ -43,19 +42,6 @@ class EngineDefaults:
     step_list: str | None  # None: ``steps`` shifted steps per chunk (a model that is not distilled)
     fps: float = 16.0
     cfg_scale: float = 1.0
-
-
-class LiveStream(StreamSession):
-    """A :class:`StreamSession` whose camera path grows on demand: when a chunk's camera is needed (just
-    before the chunk is sampled) and the path is short, ``pose_source(count)`` gives the missing poses."""
-
-    pose_source: Callable[[int], np.ndarray] | None = None
-
-    def _chunk_camera(self, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
-        missing = self.pipe.stride.time * (end - 1) + 1 - self.c2w_F44.shape[0]
-        if missing > 0 and self.pose_source is not None:
-            self.extend_camera(self.pose_source(missing))
-        return super()._chunk_camera(start, end)
 
 
 @dataclass
@@ -119,7 +105,7 @@ class Engine:
         settings: LiveSettings,
         num_chunks: int,
         pose_source: Callable[[int], np.ndarray],
-    ) -> tuple[LiveStream, StreamSettings, np.ndarray]:
+    ) -> tuple[StreamSession, StreamSettings, np.ndarray]:
         """A stream of ``num_chunks`` chunks from ``image`` (None: the bundled first frame); returns it, its
         settings and the intrinsics in pixels of the generated frames."""
         from sana_wm.vae_stream import StreamingDecoder
@@ -129,7 +115,7 @@ class Engine:
         stream_settings = self.stream_settings(settings)
         causal = bool(self.pipe.vae.vae.decoder.is_causal)
         decoder = StreamingDecoder(self.pipe.vae, lookahead=None if causal else self.decode_lookahead)
-        stream = LiveStream.create(
+        stream = StreamSession.create(
             self.pipe,
             picture,
             "" if self.prompt_free else prompt,

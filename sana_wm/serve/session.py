@@ -2,7 +2,7 @@
 loop) and the device's worker thread, and :func:`run_session`, the worker's loop over its chunks.
 
 Per chunk the worker reads the key state when the chunk's camera is needed, i.e. just before the chunk is
-sampled (:class:`~sana_wm.serve.engine.LiveStream`), turns it into the chunk's poses
+sampled (``StreamSession.pose_source``), turns it into the chunk's poses
 (:class:`~sana_wm.serve.controls.LiveCamera`), and sends every decoded frame as a JPEG with its pose, its
 index and the ``keys_seq`` of the key state it was made from. A stop (``stop``, ``reset``, a closed tab) is
 seen at the next chunk: the worker raises :class:`SessionStopped` instead of sampling it. While

@@ -121,6 +121,23 @@ def test_camera_can_grow_between_chunks(causal_pipe) -> None:
     assert torch.equal(next(chunks).latents, want[1])
 
 
+def test_pose_source_is_asked_for_exactly_the_missing_poses(causal_pipe) -> None:
+    full = action_to_c2w("w-30,jw-30")[:FRAMES]
+    want = [chunk.latents for chunk in _session(causal_pipe, full)]
+    session = _session(causal_pipe, full[:25])  # poses of the first chunk only
+    asked = []
+
+    def source(count: int) -> np.ndarray:
+        asked.append(count)
+        have = session.c2w_F44.shape[0]
+        return full[have : have + count]
+
+    session.pose_source = source
+    got = [chunk.latents for chunk in session]
+    assert asked == [24]  # once, just before the second chunk: its 24 pixel frames
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+
+
 def test_frames_and_poses_line_up(causal_pipe) -> None:
     chunks = list(_session(causal_pipe))
     assert [c.frames.shape[0] for c in chunks] == [25, 24]
