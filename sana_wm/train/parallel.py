@@ -267,7 +267,12 @@ def build_model(
 
         mesh = init_device_mesh(info.device.type, (info.world_size,))
         param_dtype, reduce_dtype = _mp_dtypes(cfg, info.device)
-        policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
+        # No casting of forward inputs: FSDP2 would rebuild every dataclass argument to cast its tensors, so a
+        # block's StreamCache entry (the self-forcing rollout's cache) would be written into a copy; the model
+        # casts each branch's input to the weights' dtype itself and keeps its timesteps and residual in fp32.
+        policy = MixedPrecisionPolicy(
+            param_dtype=param_dtype, reduce_dtype=reduce_dtype, cast_forward_inputs=False
+        )
         for block in model.blocks:
             fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.reshard_after_forward)
         fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=cfg.reshard_after_forward)
