@@ -236,7 +236,7 @@ def test_ode_pairs_mode_from_the_official_chunk_causal_teacher(tmp_path) -> None
 def test_dmd_from_official_checkpoints_by_configuration(tmp_path) -> None:
     """Generator from the official chunk-causal file, real score and critic from the official bidirectional
     file: the frozen real score holds those weights, and the run's losses equal a run from our own files."""
-    cfg = recipe("debug_self_forcing_dmd", tmp_path, "max_steps=3")
+    cfg = recipe("debug_self_forcing_dmd", tmp_path, "max_steps=2")
     _, bidirectional, files = _official_files(tmp_path, cfg)
     runs = {}
     for kind in ("official", "ours"):
@@ -258,7 +258,7 @@ def test_dmd_from_official_checkpoints_by_configuration(tmp_path) -> None:
     assert [[r.get(k) for k in keys] for r in runs["official"]] == [
         [r.get(k) for k in keys] for r in runs["ours"]
     ]
-    assert [r["step"] for r in runs["ours"] if "generator_loss" in r] == [1, 3]  # iterations 0 and 2
+    assert [r["step"] for r in runs["ours"] if "generator_loss" in r] == [1]  # iteration 0 (interval 2)
 
 
 @pytest.mark.parametrize(

@@ -51,14 +51,17 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _run_killed(tmp_path: Path, args: list[str]) -> None:
-    """Run the CLI with ``args`` until it pauses in its second write, then SIGKILL it."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PAUSED_MARKER": str(tmp_path / "paused")}
+def _launch(marker: Path, args: list[str]) -> subprocess.Popen:
+    """Start the CLI with ``args``; it pauses in its second write and touches ``marker``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PAUSED_MARKER": str(marker)}
     launch = [sys.executable, "-c", _PAUSED_IN_SECOND_WRITE, *args]
-    proc = subprocess.Popen(launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_when_paused(proc: subprocess.Popen, marker: Path) -> None:
     try:
         deadline = time.monotonic() + 600  # only a guard against a hang
-        while not (tmp_path / "paused").exists():
+        while not marker.exists():
             if proc.poll() is not None:
                 raise AssertionError(f"the run ended before it paused:\n{proc.communicate()[1][-3000:]}")
             assert time.monotonic() < deadline, "the run did not pause"
@@ -87,20 +90,38 @@ def pairs(teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "ode_pairs"
 
 
+MODES = ("debug_chunk_causal_teacher", "debug_ode_regression", "debug_self_forcing_dmd", "debug_ode_pairs")
+
+
 def _settings(mode: str, teacher: Path, pairs: Path) -> list[str]:
-    common = ["max_steps=4", "checkpoint.every=1", "checkpoint.keep_last=0"]
+    common = ["max_steps=3", "checkpoint.every=1", "checkpoint.keep_last=0"]
     return {
         "debug_chunk_causal_teacher": common,
         "debug_ode_regression": [*common, f"ode.pairs_dir={pairs}"],
         "debug_self_forcing_dmd": [*common, f"dmd.real_from={teacher}", f"init_from={teacher}"],
+        "debug_ode_pairs": [f"ode.teacher_from={teacher}"],
     }[mode]
+
+
+@pytest.fixture(scope="module")
+def killed(teacher: Path, pairs: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """Every mode's CLI run, started together and killed in its second write: the CLI arguments by mode."""
+    root = tmp_path_factory.mktemp("killed")
+    runs = {}
+    for mode in MODES:
+        args = ["--quiet", "train", "run", "--recipe", f"{RECIPE}:{mode}", f"out_dir={root / mode}"]
+        args += _settings(mode, teacher, pairs)
+        runs[mode] = (args, _launch(root / f"{mode}.paused", args))
+    for mode, (_, proc) in runs.items():
+        _kill_when_paused(proc, root / f"{mode}.paused")
+    return {mode: args for mode, (args, _) in runs.items()}
 
 
 @pytest.mark.parametrize(
     "mode", ["debug_chunk_causal_teacher", "debug_ode_regression", "debug_self_forcing_dmd"]
 )
 def test_sigkill_then_resume_reproduces_the_losses(
-    mode: str, teacher: Path, pairs: Path, tmp_path: Path
+    mode: str, teacher: Path, pairs: Path, killed: dict[str, list[str]], tmp_path: Path
 ) -> None:
     settings = _settings(mode, teacher, pairs)
     reference = apply_overrides(
@@ -109,26 +130,24 @@ def test_sigkill_then_resume_reproduces_the_losses(
     train(reference)
     fields = ("step", "loss", "grad_norm", "generator_loss", "generator_grad_norm")
     expected = [[r.get(k) for k in fields] for r in read_metrics(reference.out_dir)]
-    assert len(expected) == 4
+    assert len(expected) == 3
 
-    out_dir = tmp_path / "run"
-    args = ["--quiet", "train", "run", "--recipe", f"{RECIPE}:{mode}", f"out_dir={out_dir}", *settings]
-    _run_killed(tmp_path, args)
+    args = killed[mode]
+    out_dir = Path(args[5].removeprefix("out_dir="))
     assert complete_checkpoints(out_dir) == [step_dir(out_dir, 1)]  # step 2's is torn
     assert main(args) == 0
     assert [[r.get(k) for k in fields] for r in read_metrics(out_dir)] == expected
     if mode == "debug_self_forcing_dmd":  # the generator steps on iterations 0 and 2 (interval 2)
         assert [r[0] for r in expected if r[3] is not None] == [1, 3]
+    assert [r[0] for r in expected] == [1, 2, 3]
 
 
-def test_ode_pairs_resume_after_sigkill_writes_the_same_shards(teacher: Path, tmp_path: Path) -> None:
-    cfg = load_recipe(f"{RECIPE}:debug_ode_pairs")
-    reference = tmp_path / "reference"
-    train(apply_overrides(cfg, [f"out_dir={reference}", f"ode.teacher_from={teacher}"]))
-    out_dir = tmp_path / "run"
-    args = ["--quiet", "train", "run", "--recipe", f"{RECIPE}:debug_ode_pairs", f"out_dir={out_dir}"]
-    args.append(f"ode.teacher_from={teacher}")
-    _run_killed(tmp_path, args)
+def test_ode_pairs_resume_after_sigkill_writes_the_same_shards(
+    pairs: Path, killed: dict[str, list[str]]
+) -> None:
+    reference = pairs.parent  # the uninterrupted run of the same settings
+    args = killed["debug_ode_pairs"]
+    out_dir = Path(args[5].removeprefix("out_dir="))
     assert sorted(p.name for p in (out_dir / "ode_pairs").glob("*.safetensors")) == [
         "shard_00000.safetensors"
     ]
