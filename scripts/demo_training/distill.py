@@ -133,6 +133,8 @@ def _train(cfg: RunConfig, dataset: Any, seconds: float) -> dict[str, float]:
     finally:
         timer.cancel()
     records = read_metrics(cfg.out_dir)
+    if not records:  # stopped before its first log line
+        return {"steps": 0}
     out = {"steps": records[-1]["step"], "loss_first": records[0]["loss"], "loss_final": records[-1]["loss"]}
     generator = [r["generator_loss"] for r in records if "generator_loss" in r]
     if generator:
