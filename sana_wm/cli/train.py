@@ -46,7 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = actions.add_parser("export", help="checkpoint -> one inference .safetensors (EMA weights by default)")
     e.add_argument("checkpoint", metavar="CKPT_DIR", help="a checkpoint folder or a run folder (newest)")
     e.add_argument("out", metavar="OUT.safetensors")
-    e.add_argument("--weights", choices=["ema", "model"], default="ema", help="EMA (default) or raw weights")
+    e.add_argument(
+        "--weights",
+        choices=["ema", "model", "critic"],
+        default="ema",
+        help="EMA (default), raw weights, or a self-forcing DMD run's critic",
+    )
     e.set_defaults(func=export)
 
 

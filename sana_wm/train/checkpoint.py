@@ -20,6 +20,7 @@ states of ranks that did not exist are then left alone).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 import shutil
@@ -252,17 +253,30 @@ def export_inference(checkpoint: str | Path, out_path: str | Path, *, weights: s
     """Write one inference safetensors file (weights + model config) from a training checkpoint.
 
     Runs in one process: DCP gathers the shards of any world size into full tensors. ``weights`` is
-    ``ema`` (default; an :class:`InputError` if the run had no EMA) or ``model`` (the raw weights).
+    ``ema`` (default; an :class:`InputError` if the run had no EMA), ``model`` (the raw weights) or, for a
+    self-forcing DMD run, ``critic`` (its fake score, e.g. to continue it in a later stage).
     Returns the checkpoint folder used.
     """
-    if weights not in ("ema", "model"):
-        raise InputError(f"--weights: expected ema or model, got {weights!r}")
+    if weights not in ("ema", "model", "critic"):
+        raise InputError(f"--weights: expected ema, model or critic, got {weights!r}")
     path = resolve_checkpoint(checkpoint)
-    model_cfg = SanaWMConfig.from_dict(read_run_config(path)["model"])
+    run = read_run_config(path)
+    model_cfg = SanaWMConfig.from_dict(run["model"])
+    if weights == "critic":
+        if not any(k.startswith("critic.model.") for k in _saved_keys(path)):
+            raise InputError(f"checkpoint {path}: has no critic (not a self_forcing_dmd run)")
+        model_cfg = dataclasses.replace(model_cfg, chunk_size=run["dmd"]["fake_chunk_size"])
     with torch.device("meta"):
         model = SanaWMTransformer(model_cfg)
     model.to_empty(device="cpu")
-    state: dict[str, Any] = {"model": model.state_dict()}
+    if weights == "critic":
+        state: dict[str, Any] = {"critic": {"model": model.state_dict()}}
+        with _quiet_single_process():
+            _safe_load(state, path, no_dist=True)
+        model.load_state_dict(state["critic"]["model"])
+        save_transformer(model, out_path)
+        return path
+    state = {"model": model.state_dict()}
     if weights == "ema":
         if not any(k.startswith("ema.") for k in _saved_keys(path)):
             raise InputError(f"checkpoint {path}: has no EMA weights (export with --weights model)")

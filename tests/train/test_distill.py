@@ -12,7 +12,8 @@ from helpers.checkpoints import official_layout
 from helpers.training import REPO
 from safetensors.torch import load_file, save_file
 
-from sana_wm.models import SanaWMTransformer, save_transformer
+from sana_wm.cli import main
+from sana_wm.models import SanaWMTransformer, load_transformer, save_transformer
 from sana_wm.models.causal import ChunkLayout
 from sana_wm.samplers.chunked import chunk_starts, sample_chunk_flow_euler
 from sana_wm.samplers.flow import interpolate
@@ -251,6 +252,25 @@ def test_dmd_from_official_checkpoints_by_configuration(tmp_path) -> None:
         trainer = Trainer(run)
         trainer.run()
         runs[kind] = read_metrics(run.out_dir)
+        if kind == "ours":  # the critic exports (sana-wm train export --weights critic) as trained
+            assert (
+                main(
+                    [
+                        "train",
+                        "export",
+                        run.out_dir,
+                        str(tmp_path / "critic.safetensors"),
+                        "--weights",
+                        "critic",
+                    ]
+                )
+                == 0
+            )
+            critic = load_transformer(tmp_path / "critic.safetensors")
+            assert critic.config.chunk_size is None
+            live = trainer.dmd.critic.state_dict()
+            assert all(torch.equal(v, live[k]) for k, v in critic.state_dict().items())
+            assert not torch.equal(live["final_layer.linear.weight"], bidirectional.final_layer.linear.weight)
         real = trainer.dmd.real.state_dict()
         assert all(torch.equal(real[k], v) for k, v in bidirectional.state_dict().items())
         assert trainer.dmd.real.config.chunk_size is None and trainer.model.config.chunk_size == 2
