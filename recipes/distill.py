@@ -10,8 +10,8 @@
 the Hugging Face releases and of the previous stage's ``sana-wm train export``; override them with
 ``init_from=...``, ``ode.teacher_from=...``, ``dmd.real_from=...``. Official values (``sana_wm_distill.py``,
 ``ode_t43.yaml``, ``self_forcing_t43.yaml``, ``self_forcing_t121.yaml``, the stage-1 example recipe) except:
-weights and Adam state are fp32 with bf16 autocast (officially all bf16); the t121 critic starts from the
-bidirectional teacher again (officially continued from t43's critic); no context parallelism.
+weights and Adam state are fp32 with bf16 autocast (officially all bf16); no context parallelism. Between
+stages: ``sana-wm train export RUN student.safetensors --weights model`` (and ``--weights critic`` for t121).
 """
 
 import dataclasses
@@ -109,7 +109,10 @@ def self_forcing_t43() -> RunConfig:
 def self_forcing_t121() -> RunConfig:
     """Stage B continued on 121 latents with the streaming window: 2 chunks, the sink on."""
     cfg = self_forcing_t43()
-    dmd = dataclasses.replace(cfg.dmd, num_cached_blocks=2, sink=True)
+    # The critic continues t43's: sana-wm train export runs/self_forcing_t43 ... --weights critic
+    dmd = dataclasses.replace(
+        cfg.dmd, num_cached_blocks=2, sink=True, fake_from="runs/self_forcing_t43/critic.safetensors"
+    )
     return dataclasses.replace(
         cfg,
         data=_frames(121),
