@@ -11,7 +11,9 @@ and draws, and a resumed run continues exactly where the checkpoint left off (bi
 Modes (``RunConfig.mode``): ``flow`` and ``ode_regression`` run the loop below with their loss;
 ``self_forcing_dmd`` replaces its step by one DMD iteration (:class:`~sana_wm.train.dmd.SelfForcingDMD`: a
 generator update every few iterations, a critic update every iteration; the critic and its optimiser are
-checkpointed beside the generator); ``ode_pairs`` writes the teacher's trajectories instead of training
+checkpointed beside the generator; its log records carry the critic's ``loss`` and ``grad_norm`` and, over
+the generator's updates in the window, ``generator_loss``, ``generator_grad_norm``, ``generator_steps``);
+``ode_pairs`` writes the teacher's trajectories instead of training
 (:meth:`Trainer.write_ode_pairs`, resumable by shard).
 
 Stopping: SIGTERM sets a flag; at the next step boundary all ranks agree on it, save a checkpoint and return
