@@ -14,7 +14,7 @@ generator update every few iterations, a critic update every iteration; the crit
 checkpointed beside the generator; its log records carry the critic's ``loss`` and ``grad_norm`` and, over
 the generator's updates in the window, ``generator_loss``, ``generator_grad_norm``, ``generator_steps``);
 ``ode_pairs`` writes the teacher's trajectories instead of training
-(:meth:`Trainer.write_ode_pairs`, resumable by shard).
+(:func:`sana_wm.train.ode_pairs.write_ode_pairs`, resumable by shard).
 
 Stopping: SIGTERM sets a flag; at the next step boundary all ranks agree on it, save a checkpoint and return
 normally. Starting a run whose ``out_dir`` holds checkpoints resumes from the newest complete one.
