@@ -1,6 +1,7 @@
 """Every distillation mode survives a SIGKILL: the CLI run is killed while it writes its second checkpoint
 (or, for ``ode_pairs``, its second shard), the same command is run again, and the result equals an
-uninterrupted run's: the logged losses (DMD: critic and generator) bit for bit, or the shards' tensors."""
+uninterrupted run's: the logged losses (DMD: critic and generator) bit for bit, or the shards' tensors. And a
+DMD run over 2 processes (FSDP2) follows the 1-process losses."""
 
 from __future__ import annotations
 
@@ -105,8 +106,24 @@ def _settings(mode: str, teacher: Path, pairs: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def killed(teacher: Path, pairs: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    """Every mode's CLI run, started together and killed in its second write: the CLI arguments by mode."""
+    """Every mode's CLI run, started together and killed in its second write: the CLI arguments by mode.
+    Beside them a 2-process DMD run (torchrun, FSDP2 on gloo) runs to its end: ``"torchrun"``: (args,
+    process)."""
     root = tmp_path_factory.mktemp("killed")
+    two = [
+        "--quiet",
+        "train",
+        "run",
+        "--recipe",
+        f"{RECIPE}:debug_self_forcing_dmd",
+        f"out_dir={root / 'two'}",
+    ]
+    two += [*_settings("debug_self_forcing_dmd", teacher, pairs)[1:], "max_steps=2"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = subprocess.Popen(
+        [*launcher, "sana_wm", *two], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     runs = {}
     for mode in MODES:
         args = ["--quiet", "train", "run", "--recipe", f"{RECIPE}:{mode}", f"out_dir={root / mode}"]
@@ -114,7 +131,7 @@ def killed(teacher: Path, pairs: Path, tmp_path_factory: pytest.TempPathFactory)
         runs[mode] = (args, _launch(root / f"{mode}.paused", args))
     for mode, (_, proc) in runs.items():
         _kill_when_paused(proc, root / f"{mode}.paused")
-    return {mode: args for mode, (args, _) in runs.items()}
+    return {**{mode: args for mode, (args, _) in runs.items()}, "torchrun": (two, torchrun)}
 
 
 @pytest.mark.parametrize(
@@ -162,3 +179,20 @@ def test_ode_pairs_resume_after_sigkill_writes_the_same_shards(
         assert all(torch.equal(got_tensors[k], want_tensors[k]) for k in want_tensors), name
         with safe_open(str(got), "pt") as a, safe_open(str(want), "pt") as b:
             assert a.metadata() == b.metadata()
+
+
+def test_two_processes_follow_the_one_process_dmd_losses(killed: dict, tmp_path: Path) -> None:
+    """FSDP2 over 2 processes (generator, critic and real score sharded; the rollout's cache written through
+    the sharded blocks): the critic's and the generator's losses of the 1-process run."""
+    args, proc = killed["torchrun"]
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    one = apply_overrides(load_recipe(f"{RECIPE}:debug_self_forcing_dmd"), [*args[5:], f"out_dir={tmp_path}"])
+    train(one)
+    fields = ("loss", "generator_loss")
+    got = [[r.get(k) for k in fields] for r in read_metrics(Path(args[5].removeprefix("out_dir=")))]
+    want = [[r.get(k) for k in fields] for r in read_metrics(tmp_path)]
+    assert len(got) == 2 and got[1][1] is None  # iteration 1: the critic only
+    assert [r[1] is None for r in want] == [False, True]
+    assert [r[0] for r in got] == pytest.approx([r[0] for r in want], rel=1e-5)
+    assert got[0][1] == pytest.approx(want[0][1], rel=1e-4, abs=1e-7)
