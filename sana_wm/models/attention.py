@@ -215,11 +215,13 @@ class ShortConv(nn.Module):
         x_BTSD = x_BMD.unflatten(1, (num_frames, -1))
         if layout is None:
             return bidirectional_short_conv(x_BTSD, self.weight[:, 0], backend=backend).flatten(1, 2), None
+        taps = self.weight.shape[-1]
+        if tail_BKSD is not None and tail_BKSD.shape[1] < taps - 1:  # fewer frames so far than taps: zeros
+            tail_BKSD = F.pad(tail_BKSD, (0, 0, 0, 0, taps - 1 - tail_BKSD.shape[1], 0))
         y_BTSD = chunk_causal_short_conv(
             x_BTSD, self.weight[:, 0], starts=layout.starts, tail_BKSC=tail_BKSD, backend=backend
         )
         history = x_BTSD if tail_BKSD is None else torch.cat([tail_BKSD.to(x_BTSD.dtype), x_BTSD], dim=1)
-        taps = self.weight.shape[-1]
         return y_BTSD.flatten(1, 2), history[:, max(history.shape[1] - taps + 1, 0) :].detach().clone()
 
 

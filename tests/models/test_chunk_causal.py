@@ -71,6 +71,23 @@ def test_streamed_chunks_equal_one_windowed_forward(window: int, sink: bool, bac
     assert _rel(streamed, one_pass) <= 1e-5
 
 
+def test_one_frame_chunks_stream_like_one_forward() -> None:
+    """Chunks shorter than the short conv's taps: the carried tail has fewer frames than taps − 1 at first
+    (zeros before the stream's start)."""
+    model, inputs = _model(), random_inputs(1, 1, 5, HEIGHT, WIDTH)
+    with torch.no_grad():
+        one_pass = model(**inputs, chunks=ChunkLayout((0, 1, 2, 3, 4), window=2, sink=True), backend="torch")
+        cache = StreamCache(len(model.blocks), window=2, sink=True)
+        streamed = torch.cat(
+            [
+                model(**_frames(inputs, t, t + 1), cache=cache, write_cache=True, backend="torch")
+                for t in range(5)
+            ],
+            dim=2,
+        )
+    assert _rel(streamed, one_pass) <= 1e-5
+
+
 def _allowed(query_chunk: int, key_chunk: int, window: int, sink: bool) -> bool:
     """The official read rule, written out again: own chunk; earlier ones by the window (sink replaces the
     oldest slot once the window has moved past chunk 0)."""
