@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--presses", type=int, default=3)
     parser.add_argument("--walk_chunks", type=int, default=6)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--no_record", action="store_true", help="send frames only (no mp4: no PyAV needed)")
     args = parser.parse_args()
     if args.backend == "auto":
         args.backend = "triton" if torch.cuda.is_available() and args.device != "cpu" else "torch"
@@ -81,6 +82,7 @@ def main() -> None:
     from sana_wm.serve.server import ServeConfig, start_in_thread
 
     engine = build_engine(args)
+    engine.record = not args.no_record
     load_before = os.getloadavg()[0]
     session = {k: v for k, v in (("steps", args.steps), ("height", args.height), ("width", args.width)) if v}
     chunks = 1 + 2 * args.presses + args.walk_chunks + 2

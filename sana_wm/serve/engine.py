@@ -56,6 +56,8 @@ class Engine:
             ``[fx, fy, cx, cy]`` (None: estimated like an upload's).
         prompt_free: the model ignores the prompt (the demo model).
         decode_lookahead: latent frames a non-causal VAE holds back (0 to 3; the causal VAE needs none).
+        record: keep each session as an mp4 + sidecar for Download (False: frames are only sent; for
+            benchmarks on a machine without PyAV).
     """
 
     pipe: Pipeline
@@ -65,6 +67,7 @@ class Engine:
     first_frame_intrinsics: np.ndarray | None = None
     prompt_free: bool = False
     decode_lookahead: int = 1
+    record: bool = True
 
     @property
     def device(self) -> str:

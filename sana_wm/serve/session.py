@@ -242,7 +242,8 @@ def run_session(engine: Any, session: LiveSession, workdir: Path) -> None:
         )
         begin = time.perf_counter()
         chunk_iter = iter(stream)
-        with StreamingVideoWriter(video, fps=engine.defaults.fps) as writer:
+        recorder = StreamingVideoWriter(video, fps=engine.defaults.fps) if engine.record else _NoRecording()
+        with recorder as writer:
             publisher = Publisher(session, writer)
             try:
                 while True:
@@ -283,13 +284,13 @@ def run_session(engine: Any, session: LiveSession, workdir: Path) -> None:
                     publisher.close()
                 finally:
                     frames_sent = publisher.written
-        if frames_sent:
+        if frames_sent and engine.record:
             _write_sidecar(folder, session, stream_settings, intrinsics_4, frames_sent, engine)
             with session.lock:
                 session.recording = folder
     except SessionStopped:
         reason = "stopped"
-        if frames_sent:
+        if frames_sent and engine.record:
             _write_sidecar(folder, session, stream_settings, intrinsics_4, frames_sent, engine)
             with session.lock:
                 session.recording = folder
@@ -320,6 +321,19 @@ def run_session(engine: Any, session: LiveSession, workdir: Path) -> None:
                 "download": f"/api/recording/{session.id}.zip" if session.recording else None,
             }
         )
+
+
+class _NoRecording:
+    """Stands in for the session's video writer when the engine does not record."""
+
+    def __enter__(self) -> _NoRecording:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def write_chunk(self, frames: np.ndarray) -> None:
+        return None
 
 
 def _hud_labels(mapping: str) -> tuple[str, ...]:

@@ -227,3 +227,31 @@ def test_a_paused_session_others_wait_for_ends_after_the_idle_timeout(engine: An
         second.close()
     finally:
         running.stop()
+
+
+def test_an_engine_that_does_not_record_sends_the_same_frames_and_offers_no_download(
+    engine: Any, tmp_path: Path
+) -> None:
+    def run() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        server = start_server(engine, tmp_path)
+        try:
+            client = Client(server.url)
+            client.send({"type": "start", "settings": {**TINY, "max_chunks": 2}})
+            client.next("started")
+            client.next("state")
+            client.send({"type": "camera", "c2w": action_to_c2w("w-24")[1:].tolist()})
+            got = _frames_until_ended(client)
+            client.close()
+            return got
+        finally:
+            server.stop()
+
+    recorded, ended = run()
+    assert ended["download"] is not None
+    engine.record = False
+    try:
+        sent, ended = run()
+    finally:
+        engine.record = True
+    assert ended["download"] is None and ended["frames"] == 49
+    assert [f["jpeg"] for f in sent] == [f["jpeg"] for f in recorded]
