@@ -59,3 +59,38 @@ def test_stream_release_layout(release, tiny_dirs, refiner_dir, tmp_path, refine
     assert torch.allclose(
         torch.as_tensor(sidecar.c2w), torch.as_tensor(action_to_c2w("w-30,jw-30")[first:49])
     )
+
+
+def test_serve_streams_a_release_layout(release, tiny_dirs, tmp_path) -> None:
+    """``sana-wm serve --model_path ...``: a prompted chunk-causal release behind the WebSocket protocol."""
+    from websockets.sync.client import connect
+
+    from sana_wm.inference.request import RuntimeSettings
+    from sana_wm.inference.source import ModelSource
+    from sana_wm.serve.engine import load_engine
+    from sana_wm.serve.protocol import ServeLimits
+    from sana_wm.serve.server import ServeConfig, start_in_thread
+
+    root, config = release
+    source = ModelSource(
+        model_path=str(root), config=str(config), text_encoder_path=str(tiny_dirs.text_encoder)
+    )
+    engine = load_engine(source, RuntimeSettings(device="cpu"))
+    assert engine.kind == "release" and not engine.prompt_free
+    server = start_in_thread(engine, ServeConfig(port=0, limits=ServeLimits(max_chunks=2)), tmp_path)
+    try:
+        with connect(server.url.replace("http://", "ws://") + "/ws", max_size=2**25) as ws:
+            settings = {"height": 64, "width": 96, "max_chunks": 2, "pause_when_idle": False}
+            ws.send(json.dumps({"type": "start", "prompt": PROMPT, "settings": settings}))
+            ws.send(json.dumps({"type": "keys", "keys": ["w"]}))
+            frames, ended = [], None
+            while ended is None:
+                message = json.loads(ws.recv(timeout=60))
+                assert message["type"] != "error", message
+                frames += [message] if message["type"] == "frame" else []
+                ended = message if message["type"] == "ended" else None
+    finally:
+        server.stop()
+    assert ended["frames"] == len(frames) == 49
+    assert [f["index"] for f in frames] == list(range(49))
+    assert frames[-1]["pose"]["position"][2] > frames[0]["pose"]["position"][2]  # W walked forward (+Z)
