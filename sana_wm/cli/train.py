@@ -48,9 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("out", metavar="OUT.safetensors")
     e.add_argument(
         "--weights",
-        choices=["ema", "model", "critic"],
+        choices=["ema", "model", "critic", "lora", "lora_ema"],
         default="ema",
-        help="EMA (default), raw weights, or a self-forcing DMD run's critic",
+        help="EMA (default), raw weights, a self-forcing DMD run's critic, or a LoRA run's adapters alone "
+        "(lora: raw, lora_ema: their EMA; ema/model of a LoRA run merge them into the base)",
     )
     e.set_defaults(func=export)
 

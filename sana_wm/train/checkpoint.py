@@ -254,13 +254,19 @@ def export_inference(checkpoint: str | Path, out_path: str | Path, *, weights: s
 
     Runs in one process: DCP gathers the shards of any world size into full tensors. ``weights`` is
     ``ema`` (default; an :class:`InputError` if the run had no EMA), ``model`` (the raw weights) or, for a
-    self-forcing DMD run, ``critic`` (its fake score, e.g. to continue it in a later stage).
+    self-forcing DMD run, ``critic`` (its fake score, e.g. to continue it in a later stage); for a LoRA run
+    ``lora`` (the raw adapters alone, :func:`sana_wm.models.lora.save_adapter`) or ``lora_ema`` (their EMA),
+    while ``ema``/``model`` write the base with the adapters merged in.
     Returns the checkpoint folder used.
     """
-    if weights not in ("ema", "model", "critic"):
-        raise InputError(f"--weights: expected ema, model or critic, got {weights!r}")
+    if weights not in ("ema", "model", "critic", "lora", "lora_ema"):
+        raise InputError(f"--weights: expected ema, model, critic, lora or lora_ema, got {weights!r}")
     path = resolve_checkpoint(checkpoint)
     run = read_run_config(path)
+    if run.get("lora", {}).get("rank", 0) > 0:
+        return _export_lora(path, run, out_path, weights)
+    if weights.startswith("lora"):
+        raise InputError(f"--weights {weights}: checkpoint {path} is not from a LoRA run (lora.rank = 0)")
     model_cfg = SanaWMConfig.from_dict(run["model"])
     if weights == "critic":
         if not any(k.startswith("critic.model.") for k in _saved_keys(path)):
@@ -288,3 +294,53 @@ def export_inference(checkpoint: str | Path, out_path: str | Path, *, weights: s
     model.load_state_dict(full)
     save_transformer(model, out_path)
     return path
+
+
+def _export_lora(path: Path, run: dict[str, Any], out_path: str | Path, weights: str) -> Path:
+    """:func:`export_inference` of a LoRA run: the adapters alone, or the base with them merged."""
+    from sana_wm.models.lora import save_adapter
+    from sana_wm.train.lora import LoraConfig, adapter_tensors, inject_lora
+
+    if weights == "critic":
+        raise InputError(f"checkpoint {path}: has no critic (a LoRA flow run)")
+    lora = LoraConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in run["lora"].items()})
+    model_cfg = SanaWMConfig.from_dict(run["model"])
+    with torch.device("meta"):
+        model = SanaWMTransformer(model_cfg)
+    inject_lora(model, lora)
+    model.to_empty(device="cpu")
+    state: dict[str, Any] = {"model": model.state_dict()}
+    use_ema = weights in ("ema", "lora_ema")
+    if use_ema:
+        if not any(k.startswith("ema.") for k in _saved_keys(path)):
+            raise InputError(f"checkpoint {path}: has no EMA weights (export with --weights model or lora)")
+        state["ema"] = {name: torch.empty_like(p) for name, p in model.named_parameters()}
+    with _quiet_single_process():
+        _safe_load(state, path, no_dist=True)
+    full = dict(state["model"])
+    full.update(state.get("ema", {}))
+    model.load_state_dict(full)
+    if weights.startswith("lora"):
+        save_adapter(
+            adapter_tensors(model.state_dict()),
+            out_path,
+            rank=lora.rank,
+            alpha=lora.alpha,
+            targets=list(lora.patterns()),
+            model_config=run["model"],
+        )
+        return path
+    save_transformer(_merge_peft(model), out_path)
+    return path
+
+
+def _merge_peft(model: SanaWMTransformer) -> SanaWMTransformer:
+    """``model`` with every peft LoRA layer merged into its base layer and replaced by it."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), child, module.get_base_layer())
+    return model

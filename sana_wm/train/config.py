@@ -30,6 +30,7 @@ from sana_wm.train.checkpoint import CheckpointConfig
 from sana_wm.train.dataset import DataConfig
 from sana_wm.train.dmd import DMDConfig
 from sana_wm.train.ema import EMAConfig
+from sana_wm.train.lora import LoraConfig
 from sana_wm.train.losses import LossConfig
 from sana_wm.train.metrics import MetricsConfig
 from sana_wm.train.ode import ODEConfig
@@ -72,6 +73,8 @@ class RunConfig:
             (no gradient, not in the optimiser, unchanged in the EMA); a pattern that matches no parameter is
             an :class:`InputError` when the model is built. Fixed for the life of a run (a resume with
             another set is refused: the optimiser state would not fit).
+        lora: LoRA fine-tuning (``lora.rank > 0``; :mod:`sana_wm.train.lora`): only the adapters train
+            (``trainable`` must then be empty); fixed for the life of a run like ``trainable``.
     """
 
     model: SanaWMConfig = field(default_factory=SanaWMConfig)
@@ -84,6 +87,7 @@ class RunConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     ode: ODEConfig = field(default_factory=ODEConfig)
     dmd: DMDConfig = field(default_factory=DMDConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
     mode: Mode = "flow"
     out_dir: str = "runs/sana_wm"
     seed: int = 3407
@@ -99,6 +103,10 @@ class RunConfig:
         for pattern in self.trainable:
             if not isinstance(pattern, str) or not pattern.strip():
                 raise InputError(f"trainable: expected non-empty name patterns, got {pattern!r}")
+        if self.lora.enabled and self.trainable:
+            raise InputError("trainable: with lora.rank > 0 only the adapters train; leave trainable empty")
+        if self.lora.enabled and self.mode != "flow":
+            raise InputError(f"lora.rank: LoRA training is for the flow mode, not {self.mode}")
         for name in ("max_steps", "global_batch_size", "grad_accum_steps"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name}: must be >= 1, got {getattr(self, name)}")

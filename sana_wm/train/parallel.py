@@ -47,6 +47,7 @@ from torch.overrides import TorchFunctionMode
 
 from sana_wm.errors import InputError
 from sana_wm.models import SanaWMConfig, SanaWMTransformer, load_transformer
+from sana_wm.train.lora import LoraConfig, base_name, init_adapters, inject_lora, is_adapter
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -242,6 +243,7 @@ def build_model(
     seed: int,
     init_from: str | None = None,
     trainable: Sequence[str] = (),
+    lora: LoraConfig | None = None,
 ) -> SanaWMTransformer:
     """The trainable transformer on ``info.device``: plain when single-process, FSDP2-sharded otherwise
     (order in the module docstring).
@@ -250,12 +252,16 @@ def build_model(
     and of those not the :func:`unused_parameters`, so every trainable parameter receives a gradient and
     the optimiser state (what DCP saves and expects on load) is complete from the first step. This is set
     on the meta model, before wrapping and sharding, so FSDP2 carries the flags into its shards.
+    With ``lora`` enabled, peft's LoRA layers go in at the same point and only they train
+    (:mod:`sana_wm.train.lora`).
     """
     with torch.device("meta"):
         model = SanaWMTransformer(model_cfg)
     trained = set(trainable_names(model_cfg, trainable))
     for name, param in model.named_parameters():
         param.requires_grad_(name in trained)
+    if lora is not None and lora.enabled:
+        inject_lora(model, lora)
     if cfg.activation_checkpointing:
         apply_activation_checkpointing(model)
     if cfg.compile:
@@ -281,19 +287,29 @@ def build_model(
         init_weights(model, seed)
     else:
         _load_weights(model, model_cfg, init_from, info)
+    if lora is not None and lora.enabled:
+        with torch.random.fork_rng(devices=[]), _CopyFullIntoShards():
+            torch.manual_seed(seed + 1)
+            init_adapters(model)
     return model
 
 
 def _load_weights(model: SanaWMTransformer, model_cfg: SanaWMConfig, path: str, info: DistInfo) -> None:
     """Weights from a checkpoint file (the run's model config wins; another shape fails the strict load),
     read on rank 0 and broadcast into the shards when sharded."""
+    lora = any(is_adapter(name) for name, _ in model.named_parameters())
     if not info.distributed:
-        model.load_state_dict(_read_weights(model_cfg, path))
+        full = _read_weights(model_cfg, path)
+        if lora:  # base weights under the LoRA layers' names; the adapters are initialised afterwards
+            full = {name: full[base_name(name)] for name in model.state_dict() if not is_adapter(name)}
+        model.load_state_dict(full, strict=not lora)
         return
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
     full = _read_weights(model_cfg, path) if info.is_main else {}
-    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    if lora and info.is_main:
+        full = {name: full[base_name(name)] for name in model.state_dict() if not is_adapter(name)}
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=not lora)
     set_model_state_dict(model, full, options=options)
 
 

@@ -147,7 +147,13 @@ class Trainer:
             dataclasses.replace(cfg.parallel, activation_checkpointing=False) if dmd else cfg.parallel
         )
         model = parallel.build_model(
-            cfg.model, model_parallel, info, seed=cfg.seed, init_from=cfg.init_from, trainable=cfg.trainable
+            cfg.model,
+            model_parallel,
+            info,
+            seed=cfg.seed,
+            init_from=cfg.init_from,
+            trainable=cfg.trainable,
+            lora=cfg.lora,
         )
         model.train()
         optimizer = build_optimizer(model, cfg.optim)
@@ -389,7 +395,7 @@ class Trainer:
                 f"out_dir: {self.cfg.out_dir} holds a {saved['mode']} run, not {self.cfg.mode} (use a new "
                 "out_dir)"
             )
-        for section in ("ode", "dmd"):  # written before the modes existed
+        for section in ("ode", "dmd", "lora"):  # written before the modes existed
             saved.setdefault(section, config_dict[section])
         changed = config_diff(saved, config_dict)
         model_changes = [k for k in changed if k.startswith("model.")]
@@ -402,6 +408,12 @@ class Trainer:
             raise InputError(
                 f"out_dir: {self.cfg.out_dir} holds a run that trains other parameters (trainable "
                 f"{saved.get('trainable', [])} there, {list(self.cfg.trainable)} now); use a new out_dir"
+            )
+        lora_changes = [k for k in changed if k.startswith("lora.")]
+        if lora_changes:
+            raise InputError(
+                f"out_dir: {self.cfg.out_dir} holds a run with other LoRA settings "
+                f"({', '.join(lora_changes)} differ); use a new out_dir"
             )
         if changed:
             log.warning("resuming %s with changed settings: %s", checkpoint, ", ".join(changed))
