@@ -41,8 +41,21 @@ def add_runtime_args(parser: argparse.ArgumentParser, *, offload: tuple[str, ...
         default="none",
         help="fp8: store the stage-1 transformer's large projections in float8 (compute in --dtype)",
     )
+    add_lora_args(runtime)
     runtime.add_argument(
         "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars, warnings only"
+    )
+
+
+def add_lora_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--lora FILE`` and ``--lora_scale S``: an adapter merged into the stage-1 weights at load."""
+    parser.add_argument(
+        "--lora",
+        metavar="FILE.safetensors",
+        help="LoRA adapter (sana-wm train export --weights lora) merged into the stage-1 weights at load",
+    )
+    parser.add_argument(
+        *flag("--lora_scale"), dest="lora_scale", type=float, default=1.0, help="adapter strength (default 1)"
     )
 
 
@@ -102,6 +115,8 @@ def runtime_settings(args: argparse.Namespace) -> RuntimeSettings:
         backend=getattr(args, "backend", "auto"),
         offload=getattr(args, "offload", "none"),
         quantize=getattr(args, "quantize", "none"),
+        lora=getattr(args, "lora", None),
+        lora_scale=getattr(args, "lora_scale", 1.0),
     )
 
 

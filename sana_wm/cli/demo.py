@@ -12,6 +12,7 @@ import argparse
 
 from sana_wm.cli._args import (
     add_camera_path_args,
+    add_lora_args,
     flag,
     job_fields,
     model_source,
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quantize", choices=("none", "fp8"), default="none", help="fp8: weights stored in float8"
     )
+    add_lora_args(p)
     p.add_argument(*flag("--demo_dir"), dest="demo_dir", metavar="DIR", help="another demo-model folder")
     p.add_argument(*flag("--no_action_overlay"), dest="no_action_overlay", action="store_true", help="no HUD")
     p.add_argument("--out", default="outputs/demo", metavar="DIR", help="output folder (outputs/demo)")

@@ -15,6 +15,7 @@ camera's numpy arrays and the request's image.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -206,15 +207,23 @@ class RuntimeSettings:
     """Where and how the models run: ``device`` / ``dtype`` None pick CUDA + bfloat16 when present, else
     CPU + float32; ``backend`` ``"auto"`` picks the fastest ops here (Triton on CUDA when installed);
     ``quantize`` ``"fp8"`` stores the stage-1 transformer's large projections in fp8
-    (:mod:`sana_wm.models.quant`)."""
+    (:mod:`sana_wm.models.quant`); ``lora`` is an adapter file (``sana-wm train export --weights lora``)
+    merged into the stage-1 transformer at load, ``W + lora_scale · (alpha / rank) · B A``
+    (:mod:`sana_wm.models.lora`), before any fp8 quantisation."""
 
     device: str | None = None
     dtype: str | None = None
     backend: str = "auto"
     offload: OffloadMode = "none"
     quantize: str = "none"
+    lora: str | None = None
+    lora_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.lora is not None and not os.path.isfile(self.lora):
+            raise InputError(f"--lora: {self.lora} does not exist")
+        if not math.isfinite(self.lora_scale):
+            raise InputError(f"--lora_scale: must be a finite number, got {self.lora_scale}")
         if self.quantize not in QUANTIZE_MODES:
             raise InputError(f"--quantize: {self.quantize!r} is not one of {', '.join(QUANTIZE_MODES)}")
         if self.backend not in BACKENDS:

@@ -40,7 +40,7 @@ def load(source: ModelSource, runtime: RuntimeSettings | None = None, *, refiner
         from sana_wm.inference.demo_model import load_demo_pipeline
 
         pipe = load_demo_pipeline(device, directory=source.demo_dir, dtype=dtype, backend=backend)
-        return quantize(pipe, runtime.quantize)
+        return quantize(apply_lora(pipe, runtime), runtime.quantize)
     from sana_wm.inference.pipeline import load_pipeline
 
     pipe = load_pipeline(
@@ -56,7 +56,18 @@ def load(source: ModelSource, runtime: RuntimeSettings | None = None, *, refiner
         refiner_checkpoint=source.refiner_checkpoint,
         refiner_gemma_root=source.refiner_gemma_root,
     )
-    return quantize(pipe, runtime.quantize)
+    return quantize(apply_lora(pipe, runtime), runtime.quantize)
+
+
+def apply_lora(pipe: Pipeline, runtime: RuntimeSettings) -> Pipeline:
+    """``--lora FILE [--lora_scale S]``: the adapter merged into the stage-1 transformer's weights, in place
+    (:func:`sana_wm.models.lora.merge_adapter`); a plain transformer afterwards, as fast as the base."""
+    if runtime.lora is not None:
+        from sana_wm.models.lora import merge_adapter
+
+        names = merge_adapter(pipe.transformer, runtime.lora, scale=runtime.lora_scale)
+        log.info("lora: merged %s into %d layers (scale %g)", runtime.lora, len(names), runtime.lora_scale)
+    return pipe
 
 
 def quantize(pipe: Pipeline, mode: str) -> Pipeline:

@@ -71,7 +71,7 @@ def load_stream_pipeline(
     weights: a chunk-causal config is required) and, with ``refiner``, the release's refiner
     (:class:`~sana_wm.inference.refiner.Refiner`, else None). Everything missing is reported before any
     weight is loaded."""
-    from sana_wm.inference.run import quantize, resolve_backend
+    from sana_wm.inference.run import apply_lora, quantize, resolve_backend
 
     device = resolve_device(runtime.device)
     dtype = resolve_dtype(runtime.dtype, device)
@@ -81,7 +81,7 @@ def load_stream_pipeline(
 
         pipe = load_demo_pipeline(device, directory=source.demo_dir, dtype=dtype, backend=backend)
         pipe.transformer = _demo_chunk_causal(pipe.transformer, Path(source.demo_dir), device, dtype)
-        return quantize(pipe, runtime.quantize), None
+        return quantize(apply_lora(pipe, runtime), runtime.quantize), None
     from sana_wm.inference.streaming_weights import load_streaming_transformer, resolve_streaming_weights
     from sana_wm.text_encoder import TextEncoder
     from sana_wm.vae import VideoVAE
@@ -104,7 +104,7 @@ def load_stream_pipeline(
     pipe = Pipeline(
         transformer, text_encoder, vae, device=device, backend=backend or "torch", offload=runtime.offload
     )
-    quantize(pipe, runtime.quantize)
+    quantize(apply_lora(pipe, runtime), runtime.quantize)
     stage2 = None
     if refiner and paths.refiner is not None:
         from sana_wm.inference.refiner import Refiner
