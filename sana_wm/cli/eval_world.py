@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sana_wm.camera import MAPPINGS
-from sana_wm.cli._args import flag, model_source, runtime_settings
+from sana_wm.cli._args import add_lora_args, flag, model_source, runtime_settings
 from sana_wm.cli.worlds import parse_size
 from sana_wm.errors import InputError
 from sana_wm.inference.request import SAMPLER_NAMES, SamplingSettings
@@ -84,6 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     runtime.add_argument(
         "--quantize", choices=("none", "fp8"), default="none", help="fp8: the transformer's weights in float8"
     )
+    add_lora_args(runtime)
     runtime.add_argument(
         *flag("--eval_device"),
         dest="eval_device",

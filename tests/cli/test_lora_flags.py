@@ -1,5 +1,5 @@
-"""``--lora FILE [--lora_scale S]`` on generate/demo/stream: the adapter is merged into the loaded stage-1
-weights (``W + S · alpha/r · B A``), scale 0 is the base model exactly, and a bad file is one line, exit 2."""
+"""``--lora FILE [--lora_scale S]`` on generate/demo/stream/eval-world: the adapter is merged into the loaded
+stage-1 weights (``W + S · alpha/r · B A``), scale 0 is the base model exactly, a bad file is one line, exit 2."""
 
 from __future__ import annotations
 
@@ -60,3 +60,9 @@ def test_a_bad_adapter_file_is_one_line_and_exit_2(
     assert "--lora" in err and "not a safetensors file" in err and len(err.splitlines()) == 1, err
     assert main([*argv[:-1], str(tmp_path / "missing.safetensors")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_eval_world_takes_lora(tmp_path: Path, tiny_demo_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["--quiet", "eval-world", "--demo_dir", str(tiny_demo_dir), "--out", str(tmp_path / "e")]
+    assert main([*argv, "--lora", str(tmp_path / "missing.safetensors"), "--lora_scale", "0.5"]) == 2
+    assert "--lora:" in capsys.readouterr().err and not (tmp_path / "e" / "eval.json").exists()
