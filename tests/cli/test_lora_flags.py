@@ -1,5 +1,5 @@
 """``--lora FILE [--lora_scale S]`` on generate/demo/stream/eval-world: the adapter is merged into the loaded
-stage-1 weights (``W + S · alpha/r · B A``), scale 0 is the base model exactly, a bad file is one line, exit 2."""
+stage-1 weights (W + S·alpha/r·BA); scale 0 is the base model exactly; a bad file: one line, exit 2."""
 
 from __future__ import annotations
 
