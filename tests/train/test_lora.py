@@ -110,7 +110,7 @@ def test_merged_adapter_file_equals_unmerged_peft_and_every_target_acts(tmp_path
         rank=4,
         alpha=8.0,
         targets=list(cfg.lora.patterns()),
-        model_config=cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else {},
+        model_config=cfg.model.to_dict(),
     )
     assert json.loads(path.with_name("a.safetensors.json").read_text())["rank"] == 4
     merged = load_transformer(base, config=cfg.model)
@@ -163,6 +163,9 @@ def test_training_moves_only_adapters_lowers_the_loss_and_exports(tmp_path: Path
     assert (_out(model, cfg) - want).abs().max() <= 1e-5
     export_inference(cfg.out_dir, tmp_path / "merged.safetensors", weights="model")
     assert (_out(load_transformer(tmp_path / "merged.safetensors"), cfg) - want).abs().max() <= 1e-5
+    export_inference(cfg.out_dir, tmp_path / "ema.safetensors", weights="lora_ema")
+    ema, _ = read_adapter(tmp_path / "ema.safetensors")
+    assert ema.keys() == tensors.keys() and any(not torch.equal(ema[k], tensors[k]) for k in ema)
     size = (tmp_path / "ad.safetensors").stat().st_size
     assert size < (tmp_path / "merged.safetensors").stat().st_size / 2
 
@@ -199,6 +202,12 @@ def test_bad_adapter_files_are_refused_in_one_line(tmp_path: Path) -> None:
 
 
 def test_lora_settings_are_checked(tmp_path: Path) -> None:
+    plain = debug_config(tmp_path, "max_steps=1")
+    train(plain)
+    with pytest.raises(InputError, match="not from a LoRA run"):
+        export_inference(plain.out_dir, tmp_path / "x.safetensors", weights="lora")
+    with pytest.raises(InputError, match="other LoRA settings"):
+        train(debug_config(tmp_path, "max_steps=2", "lora.rank=2"))
     with pytest.raises(InputError, match="leave trainable empty"):
         debug_config(tmp_path, "lora.rank=2", "trainable=final_layer.*")
     with pytest.raises(InputError, match="matches no linear layer"):
