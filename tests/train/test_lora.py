@@ -292,3 +292,13 @@ def test_sigkill_then_resume_reproduces_the_losses_and_two_processes_follow(tmp_
     assert torchrun.returncode == 0, stderr[-3000:]
     got = [r["loss"] for r in read_metrics(tmp_path / "two")]
     assert got == pytest.approx([r[1] for r in expected], rel=1e-5)
+
+
+def test_the_demo_lora_recipe_adapts_the_bundled_demo_model() -> None:
+    from helpers.training import REPO
+
+    from sana_wm.train.config import load_recipe
+
+    cfg = load_recipe(str(REPO / "recipes" / "demo_lora.py"))
+    assert cfg.lora.enabled and cfg.init_from is not None
+    assert load_transformer(cfg.init_from).config == cfg.model
