@@ -7,11 +7,13 @@ the same shapes and read a cache of the same structure: sink chunk, latest chunk
 FFN tails. So each kind of forward (a read-only step, the cache-write pass) is recorded once as a CUDA graph
 and replayed:
 
-1. the forward's inputs, its RoPE tables (at the chunk's frame offset) and the cache's tensors are copied
-   into static buffers (the cache once per chunk: it does not change between the steps);
+1. the forward's inputs and its RoPE tables (at the chunk's frame offset) are copied into static buffers;
+   so is the cache, once, when the shape is recorded;
 2. the graph replays on the current stream;
-3. the velocity is copied out; after the write pass, so are the chunk's new cache entries, which go into the
-   stream's :class:`~sana_wm.models.causal.StreamCache` exactly as the eager forward would have put them.
+3. the velocity is copied out; after the write pass, the chunk's new cache entries are copied into the
+   static buffers (the kept keys move up a slot, the new chunk's take the last), and the stream's
+   :class:`~sana_wm.models.causal.StreamCache` holds those buffers, exactly as the eager forward would have
+   filled it: one copy of the cache, which the graphs read in place.
 
 A forward shape runs eagerly in the first chunk it appears in (which also compiles and tunes the Triton
 kernels; a shape of one chunk only, such as the second chunk's before the window is full, is never recorded),
@@ -37,6 +39,7 @@ from torch import Tensor
 from sana_wm.models.causal import BlockCache, ChunkKeys, StreamCache
 from sana_wm.ops.gdn import GDNState
 from sana_wm.ops.rope import rope_tables
+from sana_wm.samplers.chunked import read_window
 
 log = logging.getLogger(__name__)
 
@@ -267,25 +270,53 @@ class GraphedStreamForward:
         state = (id(cache), cache.chunks)
         if recorded.loaded != state:
             for static, value in zip(recorded.cache, cache_tensors(cache), strict=True):
-                static.copy_(value)
+                _fill(static, value)  # after a replayed write pass the cache holds the statics themselves
             recorded.loaded = state
 
     @staticmethod
     def _store(recorded: _Recorded, written: list[Tensor], cache: StreamCache, *, frames: int) -> None:
-        """Put a replayed write pass's outputs into the stream's cache and advance it by one chunk."""
-        it = iter(written)
-        template = recorded.template
-        for block, shape in zip(cache.blocks, template.blocks, strict=True):
+        """Put a replayed write pass's outputs into the static buffers and let the stream's cache hold those
+        (one copy of the cache, which the graphs read in place), then advance it by one chunk.
+
+        Keys move by position: the chunks the next window reads, in order, take the static slots in order
+        (a kept chunk only moves to an earlier slot, so copying in ascending order never overwrites a slot
+        before it is read); the written chunk's keys fill the last."""
+        outputs = iter(written)
+        statics = iter(recorded.cache)
+        keep = sorted(read_window(cache.chunks + 1, cache.window, sink=cache.sink))
+        for block, shape in zip(cache.blocks, recorded.template.blocks, strict=True):
             if shape.gdn is not None:
-                block.gdn = GDNState(next(it).clone(), next(it).clone())
+                block.gdn = GDNState(*(_fill(next(statics), next(outputs)) for _ in range(2)))
             for name in _FIELDS:
                 if getattr(shape, name) is not None:
-                    setattr(block, name, next(it).clone())
-            if shape.keys or block.keys:  # softmax blocks: the written chunk's keys
-                block.keys[cache.chunks] = ChunkKeys(*(next(it).clone() for _ in range(4)))
-        if next(it, None) is not None:
-            raise RuntimeError("stream graphs: more cache outputs than the cache's structure holds")
+                    setattr(block, name, _fill(next(statics), next(outputs)))
+            if not shape.keys:
+                continue
+            old = sorted(block.keys)
+            slots = [[next(statics) for _ in range(4)] for _ in old]
+            if len(keep) != len(old):
+                raise RuntimeError("stream graphs: the window's size changed in a recorded shape")
+            new_keys = {}
+            for position, index in enumerate(keep):
+                if index == cache.chunks:
+                    source = [next(outputs) for _ in range(4)]
+                else:
+                    source = slots[old.index(index)]
+                    assert old.index(index) >= position
+                new_keys[index] = ChunkKeys(
+                    *(_fill(t, v) for t, v in zip(slots[position], source, strict=True))
+                )
+            block.keys = new_keys
+        if next(outputs, None) is not None or next(statics, None) is not None:
+            raise RuntimeError("stream graphs: the cache's outputs do not match its structure")
         cache.advance(1, frames)
+
+
+def _fill(static: Tensor, value: Tensor) -> Tensor:
+    """``static`` holding ``value`` (copied unless it is already the same tensor)."""
+    if static is not value:
+        static.copy_(value)
+    return static
 
 
 def _written_count(template: StreamCache) -> int:

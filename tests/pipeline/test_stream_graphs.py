@@ -91,6 +91,9 @@ def test_replayed_stream_equals_the_eager_stream(model, window: int, sink: bool)
         assert graphed.recorded == 2
         assert graphed.replayed == (chunks - steady - 1) * (STEPS + 1)
         assert graphed.eager == (steady + 1) * (STEPS + 1)
+        # The stream's cache is the graphs' static copy itself: no second copy of the cache is kept.
+        (recorded,) = graphed._shapes.values()
+        assert [id(t) for t in cache_tensors(graphed_cache)] == [id(t) for t in recorded.cache]
     else:  # every chunk reads one more chunk than the last: no shape repeats, nothing recorded
         assert steady == chunks - 1
         assert graphed.recorded == graphed.replayed == 0
