@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(*flag("--no_shadows"), dest="no_shadows", action="store_true")
     p.add_argument(
+        "--streaming",
+        action="store_true",
+        help="generate through the streaming pipeline (chunk-causal model, chunk by chunk with its cache, as "
+        "`stream`); clips of 24k+1 frames (default: the model's length snapped down)",
+    )
+    p.add_argument(
         *flag("--num_videos"), dest="num_videos", type=int, help="side-by-side videos (default: 3 at most)"
     )
     p.add_argument("--fps", type=float, default=16.0, help="frame rate of the videos (default 16)")
@@ -101,8 +107,17 @@ def run(args: argparse.Namespace) -> int:
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value
 
+    num_frames = pick(args.frames, defaults.num_frames)
+    if args.streaming:
+        from sana_wm.inference.streaming import snap_stream_frames
+
+        if args.frames is not None and args.frames != snap_stream_frames(args.frames):
+            raise InputError(
+                f"--frames: with --streaming, 24k+1 frames (e.g. {snap_stream_frames(args.frames)})"
+            )
+        num_frames = snap_stream_frames(num_frames)
     sampling = SamplingSettings(
-        num_frames=pick(args.frames, defaults.num_frames),
+        num_frames=num_frames,
         steps=pick(args.steps, defaults.steps),
         cfg_scale=pick(args.cfg_scale, defaults.cfg_scale),
         flow_shift=pick(args.flow_shift, defaults.flow_shift),
@@ -139,8 +154,24 @@ def run(args: argparse.Namespace) -> int:
     check_eval_settings(settings)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise InputError(f"--out: {args.out} exists and is not a folder")
-    pipe = inference.load(source, runtime)
-    generate = pipeline_generate_fn(pipe, sampling, progress=not getattr(args, "quiet", False))
+    if args.streaming:
+        from sana_wm.eval import stream_generate_fn
+        from sana_wm.inference.stream_job import load_stream_pipeline
+        from sana_wm.inference.streaming import StreamSettings
+        from sana_wm.samplers.chunked import STUDENT_STEPS
+
+        pipe, _ = load_stream_pipeline(source, runtime)
+        stream = StreamSettings(
+            step_list=None if source.is_demo else STUDENT_STEPS,
+            steps=sampling.steps,
+            flow_shift=sampling.flow_shift,
+            cfg_scale=sampling.cfg_scale,
+            negative_prompt=sampling.negative_prompt,
+        )
+        generate = stream_generate_fn(pipe, stream)
+    else:
+        pipe = inference.load(source, runtime)
+        generate = pipeline_generate_fn(pipe, sampling, progress=not getattr(args, "quiet", False))
     info = {
         "model": str(pipe.weights.model) if pipe.weights else source.model_path or str(source.demo_dir),
         "steps": sampling.steps,
@@ -150,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         "negative_prompt": sampling.negative_prompt,
         "device": str(pipe.device),
         "dtype": str(pipe.dtype).removeprefix("torch."),
+        "streaming": args.streaming,
     }
     report = evaluate_worlds(generate, settings, args.out, info=info)
     summary = report["summary"]

@@ -22,6 +22,7 @@ from sana_wm.eval.world_eval import (
     evaluate_worlds,
     pipeline_generate_fn,
     static_path,
+    stream_generate_fn,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "flow_agreement",
     "optical_flow",
     "pipeline_generate_fn",
+    "stream_generate_fn",
     "psnr_per_frame",
     "ssim_per_frame",
     "static_path",

@@ -161,6 +161,33 @@ def pipeline_generate_fn(
     return run
 
 
+def stream_generate_fn(pipeline: Pipeline, settings: Any) -> GenerateFn:
+    """A :data:`GenerateFn` running ``pipeline`` (chunk-causal) through the streaming pipeline
+    (:class:`~sana_wm.inference.streaming.StreamSession`) with ``settings`` (a ``StreamSettings``) at the
+    first frame's size: chunk by chunk with its cache, as ``sana-wm stream`` does. The clip's frame count must
+    be 24k + 1, its intrinsics constant (the first row is used), and its seed replaces ``settings``'."""
+    from PIL import Image
+
+    from sana_wm.inference.streaming import StreamSession
+
+    def run(
+        first_HW3: np.ndarray, prompt: str, c2w_F44: np.ndarray, intrinsics_F4: np.ndarray, seed: int
+    ) -> np.ndarray:
+        size = {"height": first_HW3.shape[0], "width": first_HW3.shape[1]}
+        session = StreamSession.create(
+            pipeline,
+            Image.fromarray(np.asarray(first_HW3, dtype=np.uint8)),
+            prompt,
+            c2w_F44,
+            np.asarray(intrinsics_F4, np.float64)[0],
+            len(c2w_F44),
+            dataclasses.replace(settings, seed=seed, **size),
+        )
+        return np.concatenate([chunk.frames for chunk in session])
+
+    return run
+
+
 def static_path(c2w_F44: np.ndarray) -> np.ndarray:
     """The camera-blind baseline's poses: the first pose held for every frame, ``(F, 4, 4)`` float32."""
     return np.repeat(np.asarray(c2w_F44, dtype=np.float32)[:1], len(c2w_F44), axis=0)

@@ -206,3 +206,55 @@ def test_defaults_come_from_the_demo_model_or_the_release(monkeypatch) -> None:
         5.0,
     )
     assert (release.flow_shift, release.sampler) == (9.8, "ltx_euler")
+
+
+@pytest.fixture(scope="module")
+def tiny_stream_pipeline(tiny_pipeline):
+    """``tiny_pipeline``'s weights as a chunk-causal model (chunks of 3 latent frames)."""
+    import copy
+    import dataclasses
+
+    from sana_wm.models import SanaWMTransformer
+
+    model = SanaWMTransformer(dataclasses.replace(tiny_pipeline.transformer.config, chunk_size=3)).eval()
+    model.load_state_dict(tiny_pipeline.transformer.state_dict())
+    pipe = copy.copy(tiny_pipeline)
+    pipe.transformer = model
+    return pipe
+
+
+def test_streaming_evaluation_generates_through_the_stream_session(tmp_path, tiny_stream_pipeline) -> None:
+    from sana_wm.eval import stream_generate_fn
+    from sana_wm.inference.streaming import StreamSession, StreamSettings
+
+    settings = StreamSettings(step_list=None, steps=2, flow_shift=3.0)
+    clip = make_clip(ClipSettings(num_frames=25, height=64, width=96, seed=1_000_000), 0)
+    first = _ground_truth(clip, EvalSettings(num_frames=25, height=64, width=96))[0]
+    path = clip.path
+    got = stream_generate_fn(tiny_stream_pipeline, settings)(first, "", path.c2w_F44, path.intrinsics_F4, 5)
+    session = StreamSession.create(
+        tiny_stream_pipeline, Image.fromarray(first), "", path.c2w_F44, path.intrinsics_F4[0], 25,
+        StreamSettings(step_list=None, steps=2, flow_shift=3.0, seed=5, height=64, width=96),
+    )  # fmt: skip
+    want = np.concatenate([chunk.frames for chunk in session])
+    assert got.shape == (25, 64, 96, 3)
+    np.testing.assert_array_equal(got, want)
+    other = stream_generate_fn(tiny_stream_pipeline, settings)(first, "", path.c2w_F44, path.intrinsics_F4, 6)
+    assert np.abs(other.astype(int) - got.astype(int)).max() > 0  # the clip's seed is used
+
+
+def test_cli_streaming_evaluation(tmp_path, tiny_stream_pipeline, monkeypatch, capsys) -> None:
+    import sana_wm.inference.stream_job as stream_job
+
+    monkeypatch.setattr(
+        stream_job, "load_stream_pipeline", lambda source, runtime: (tiny_stream_pipeline, None)
+    )
+    out = tmp_path / "eval"
+    base = ["--quiet", "eval-world", "--num_clips", "1", "--size", "64x96", "--steps", "1", "--streaming"]
+    argv = [*base, "--cfg_scale", "1", "--num_videos", "0", "--model_path", "tiny", "--out", str(out)]
+    assert main([*argv, "--frames", "25"]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["info"]["streaming"] is True and report["settings"]["num_frames"] == 25
+    assert len(report["clips"][0]["methods"]["model"]["psnr_db_per_frame"]) == 25
+    assert main([*argv, "--frames", "33"]) == 2
+    assert "--frames: with --streaming, 24k+1 frames (e.g. 25)" in capsys.readouterr().err
