@@ -310,6 +310,9 @@ def sidecar_settings(
         "dtype": str(pipe.dtype).removeprefix("torch."),
         "offload": pipe.offload,
         "backend": pipe.backend,
+        "quantize": job.runtime.quantize,
+        "lora": job.runtime.lora,
+        "lora_scale": job.runtime.lora_scale if job.runtime.lora else None,
         "timings_s": timings,
         "peak_memory_gib": memory,
     }

@@ -288,6 +288,9 @@ def _sidecar(
         "device": str(pipe.device),
         "dtype": str(pipe.dtype).removeprefix("torch."),
         "backend": pipe.backend,
+        "quantize": job.inputs.runtime.quantize,
+        "lora": job.inputs.runtime.lora,
+        "lora_scale": job.inputs.runtime.lora_scale if job.inputs.runtime.lora else None,
         "timings_s": timings,
         "peak_memory_gib": (
             torch.cuda.max_memory_allocated(pipe.device) / 2**30 if pipe.device.type == "cuda" else None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from sana_wm.camera import action_to_c2w
@@ -120,3 +121,21 @@ def test_generate_release_needs_image_prompt_and_path(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds no complete demo model" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["generate", "stream"])
+def test_the_sidecar_records_quantize_and_lora(tmp_path, tiny_demo_dir, command) -> None:
+    out = tmp_path / command
+    argv = [
+        "--quiet",
+        command,
+        "--demo_dir",
+        str(tiny_demo_dir),
+        "--output_dir",
+        str(out),
+        "--quantize",
+        "fp8",
+    ]
+    assert main([*argv, "--action", "w-24", "--num_frames", "25"]) == 0
+    settings = read_sidecar(out / "output.json").settings
+    assert (settings["quantize"], settings["lora"], settings["lora_scale"]) == ("fp8", None, None)
