@@ -29,8 +29,8 @@ def _frames(inputs, start, end):
     return out
 
 
-@torch.no_grad()
-def check(dtype: torch.dtype, frames: int, bound: float) -> bool:
+def _tiny(dtype: torch.dtype, frames: int) -> tuple[SanaWMTransformer, dict[str, torch.Tensor]]:
+    """The tiny model (blocks G S G S, every parameter perturbed) and random inputs at 22 x 40, on CUDA."""
     torch.manual_seed(0)
     model = SanaWMTransformer(dataclasses.replace(tiny(), softmax_every_n=2))
     perturb_all_parameters(model, 0)
@@ -38,6 +38,12 @@ def check(dtype: torch.dtype, frames: int, bound: float) -> bool:
     inputs = {k: v.to("cuda") for k, v in random_inputs(1, 1, frames, 22, 40).items()}
     for key in ("latents", "text", "chunk_plucker"):
         inputs[key] = inputs[key].to(dtype)
+    return model, inputs
+
+
+@torch.no_grad()
+def check(dtype: torch.dtype, frames: int, bound: float) -> bool:
+    model, inputs = _tiny(dtype, frames)
     segments = autoregressive_segments(frames, 3)
     starts = tuple(s for s, _ in segments)
     one_pass = model(**inputs, chunks=ChunkLayout(starts, window=2, sink=True), backend="torch").float()
@@ -59,13 +65,7 @@ def check(dtype: torch.dtype, frames: int, bound: float) -> bool:
 @torch.no_grad()
 def check_graphs(dtype: torch.dtype, frames: int, bound: float) -> bool:
     """Four steps and a write pass per chunk, eager against graphed (real CUDA graphs)."""
-    torch.manual_seed(0)
-    model = SanaWMTransformer(dataclasses.replace(tiny(), softmax_every_n=2))
-    perturb_all_parameters(model, 0)
-    model = model.to("cuda", dtype).eval()
-    inputs = {k: v.to("cuda") for k, v in random_inputs(1, 1, frames, 22, 40).items()}
-    for key in ("latents", "text", "chunk_plucker"):
-        inputs[key] = inputs[key].to(dtype)
+    model, inputs = _tiny(dtype, frames)
     names = ("latents", "timestep", "text", "text_mask", "camera_conditions", "chunk_plucker")
 
     def rollout(forward) -> torch.Tensor:
