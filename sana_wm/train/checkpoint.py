@@ -282,18 +282,24 @@ def export_inference(checkpoint: str | Path, out_path: str | Path, *, weights: s
         model.load_state_dict(state["critic"]["model"])
         save_transformer(model, out_path)
         return path
-    state = {"model": model.state_dict()}
-    if weights == "ema":
+    _load_model_weights(model, path, ema=weights == "ema", other="--weights model")
+    save_transformer(model, out_path)
+    return path
+
+
+def _load_model_weights(model: torch.nn.Module, path: Path, *, ema: bool, other: str) -> None:
+    """Load the checkpoint's model weights into ``model`` (CPU, one process), with ``ema`` its EMA in place
+    of the trained parameters (an :class:`InputError` naming ``other`` if the run kept none)."""
+    state: dict[str, Any] = {"model": model.state_dict()}
+    if ema:
         if not any(k.startswith("ema.") for k in _saved_keys(path)):
-            raise InputError(f"checkpoint {path}: has no EMA weights (export with --weights model)")
+            raise InputError(f"checkpoint {path}: has no EMA weights (export with {other})")
         state["ema"] = {name: torch.empty_like(p) for name, p in model.named_parameters()}
     with _quiet_single_process():
         _safe_load(state, path, no_dist=True)
     full = dict(state["model"])
     full.update(state.get("ema", {}))
     model.load_state_dict(full)
-    save_transformer(model, out_path)
-    return path
 
 
 def _export_lora(path: Path, run: dict[str, Any], out_path: str | Path, weights: str) -> Path:
@@ -309,17 +315,7 @@ def _export_lora(path: Path, run: dict[str, Any], out_path: str | Path, weights:
         model = SanaWMTransformer(model_cfg)
     inject_lora(model, lora)
     model.to_empty(device="cpu")
-    state: dict[str, Any] = {"model": model.state_dict()}
-    use_ema = weights in ("ema", "lora_ema")
-    if use_ema:
-        if not any(k.startswith("ema.") for k in _saved_keys(path)):
-            raise InputError(f"checkpoint {path}: has no EMA weights (export with --weights model or lora)")
-        state["ema"] = {name: torch.empty_like(p) for name, p in model.named_parameters()}
-    with _quiet_single_process():
-        _safe_load(state, path, no_dist=True)
-    full = dict(state["model"])
-    full.update(state.get("ema", {}))
-    model.load_state_dict(full)
+    _load_model_weights(model, path, ema=weights in ("ema", "lora_ema"), other="--weights model or lora")
     if weights.startswith("lora"):
         save_adapter(
             adapter_tensors(model.state_dict()),
