@@ -118,3 +118,17 @@ def frame_correlations(a_FHW3: np.ndarray, b_FHW3: np.ndarray) -> np.ndarray:
     a = (a - a.mean(1, keepdims=True)) / np.linalg.norm(a - a.mean(1, keepdims=True), axis=1, keepdims=True)
     b = (b - b.mean(1, keepdims=True)) / np.linalg.norm(b - b.mean(1, keepdims=True), axis=1, keepdims=True)
     return a @ b.T
+
+
+class EmptyFrames:
+    """A streaming decoder that decodes nothing: as many empty frames as the chunk would give (the first
+    chunk 8·T − 7, later ones 8·T), for tests that compare latents."""
+
+    first = True
+
+    def decode_chunk_uint8(self, latents):  # noqa: ANN001, ANN201
+        count, self.first = 8 * latents.shape[2] - 7 * self.first, False
+        return np.zeros((count, 1, 1, 3), np.uint8)
+
+    def flush_uint8(self):  # noqa: ANN201
+        return np.zeros((0, 1, 1, 3), np.uint8)

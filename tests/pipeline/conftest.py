@@ -55,3 +55,19 @@ def tiny_dirs(tiny, tmp_path_factory) -> SimpleNamespace:
 def refiner_dir(tmp_path_factory) -> Path:
     """The tiny refiner on disk in the release layout (``refiner/{transformer,connectors,text_encoder}``)."""
     return save_tiny_refiner(tmp_path_factory.mktemp("tiny_refiner"))
+
+
+@pytest.fixture(scope="module")
+def causal_pipe(tiny):  # noqa: ANN001, ANN201
+    """The tiny pipeline with its transformer chunk-causal (chunks of 3 latent frames), same weights."""
+    import dataclasses
+
+    from helpers.tiny_parts import make_pipeline
+
+    from sana_wm.models import SanaWMTransformer
+
+    pipe = make_pipeline(tiny)
+    model = SanaWMTransformer(dataclasses.replace(tiny.ours.config, chunk_size=3)).eval()
+    model.load_state_dict(tiny.ours.state_dict())
+    pipe.transformer = model
+    return pipe

@@ -4,50 +4,16 @@ bit for bit (and, keeping the exit steps' graphs for the DMD generator step, the
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
-import pytest
 import torch
-from helpers.tiny_parts import INTRINSICS, PROMPT, make_pipeline, source_image
+from helpers.tiny_parts import INTRINSICS, PROMPT, EmptyFrames, source_image
 
 from sana_wm.camera import action_to_c2w
 from sana_wm.inference.streaming import StreamSession, StreamSettings
-from sana_wm.models import SanaWMTransformer
 from sana_wm.samplers.chunked import STUDENT_STEPS, student_sigmas
 from sana_wm.train.dmd import Conditioning, self_forcing_rollout
 
 FRAMES = 49  # latents 7: chunks [0, 4) and [4, 7)
-
-
-class _Keep:
-    """A decoder that decodes nothing: the test compares latents."""
-
-    first = True
-
-    def decode_chunk_uint8(self, latents):
-        count, self.first = 8 * latents.shape[2] - 7 * self.first, False
-        return np.zeros((count, 1, 1, 3), np.uint8)
-
-    def flush_uint8(self):
-        return np.zeros((0, 1, 1, 3), np.uint8)
-
-
-@pytest.fixture(scope="module")
-def causal_pipe(tiny):
-    pipe = make_pipeline(tiny)
-    model = SanaWMTransformer(dataclasses.replace(tiny.ours.config, chunk_size=3)).eval()
-    model.load_state_dict(tiny.ours.state_dict())
-    pipe.transformer = model
-    return pipe
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny forwards: more threads only wait for each other on a busy CPU
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_rollout_equals_the_streaming_session(causal_pipe, one_thread) -> None:
@@ -61,7 +27,7 @@ def test_rollout_equals_the_streaming_session(causal_pipe, one_thread) -> None:
         np.array(INTRINSICS),
         FRAMES,
         settings,
-        decoder=_Keep(),
+        decoder=EmptyFrames(),
     )
     with torch.no_grad():
         streamed = torch.cat([chunk.latents for chunk in session], dim=2)

@@ -3,37 +3,25 @@ written out here, the camera can grow between chunks, frames and poses line up, 
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
-from helpers.tiny_parts import INTRINSICS, PROMPT, make_pipeline
+from helpers.tiny_parts import INTRINSICS, PROMPT, EmptyFrames, make_pipeline
 
 from sana_wm.camera import action_to_c2w
 from sana_wm.errors import InputError
 from sana_wm.inference.streaming import StreamSession, StreamSettings, snap_stream_frames
-from sana_wm.models import SanaWMTransformer
 from sana_wm.models.causal import StreamCache
 
 HEIGHT, WIDTH = 64, 96
 FRAMES = 49  # latents 7: chunks [0, 4) and [4, 7)
 
 
-@pytest.fixture(scope="module")
-def causal_pipe(tiny):
-    pipe = make_pipeline(tiny)
-    model = SanaWMTransformer(dataclasses.replace(tiny.ours.config, chunk_size=3)).eval()
-    model.load_state_dict(tiny.ours.state_dict())
-    pipe.transformer = model
-    return pipe
-
-
 def _session(pipe, c2w=None, **overrides) -> StreamSession:
     settings = StreamSettings(height=HEIGHT, width=WIDTH, seed=3, **overrides)
     poses = action_to_c2w("w-30,jw-30") if c2w is None else c2w
     return StreamSession.create(
-        pipe, _image(), PROMPT, poses[:FRAMES], np.array(INTRINSICS), FRAMES, settings, decoder=_Keep()
+        pipe, _image(), PROMPT, poses[:FRAMES], np.array(INTRINSICS), FRAMES, settings, decoder=EmptyFrames()
     )
 
 
@@ -41,19 +29,6 @@ def _image():
     from helpers.tiny_parts import source_image
 
     return source_image()
-
-
-class _Keep:
-    """A decoder that decodes nothing: the tests compare latents."""
-
-    first = True
-
-    def decode_chunk_uint8(self, latents):
-        count, self.first = 8 * latents.shape[2] - 7 * self.first, False
-        return np.zeros((count, 1, 1, 3), np.uint8)
-
-    def flush_uint8(self):
-        return np.zeros((0, 1, 1, 3), np.uint8)
 
 
 def test_snap_stream_frames() -> None:
