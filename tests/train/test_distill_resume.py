@@ -6,15 +6,13 @@ DMD run over 2 processes (FSDP2) follows the 1-process losses."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from helpers.training import REPO
+from helpers.training import REPO, kill_when_paused
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -57,20 +55,6 @@ def _launch(marker: Path, args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PAUSED_MARKER": str(marker)}
     launch = [sys.executable, "-c", _PAUSED_IN_SECOND_WRITE, *args]
     return subprocess.Popen(launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _kill_when_paused(proc: subprocess.Popen, marker: Path) -> None:
-    try:
-        deadline = time.monotonic() + 600  # only a guard against a hang
-        while not marker.exists():
-            if proc.poll() is not None:
-                raise AssertionError(f"the run ended before it paused:\n{proc.communicate()[1][-3000:]}")
-            assert time.monotonic() < deadline, "the run did not pause"
-            time.sleep(0.01)
-    finally:
-        proc.kill()
-    proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +114,7 @@ def killed(teacher: Path, pairs: Path, tmp_path_factory: pytest.TempPathFactory)
         args += _settings(mode, teacher, pairs)
         runs[mode] = (args, _launch(root / f"{mode}.paused", args))
     for mode, (_, proc) in runs.items():
-        _kill_when_paused(proc, root / f"{mode}.paused")
+        kill_when_paused(proc, root / f"{mode}.paused")
     return {**{mode: args for mode, (args, _) in runs.items()}, "torchrun": (two, torchrun)}
 
 

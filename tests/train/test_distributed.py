@@ -14,11 +14,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
-from helpers.training import DEBUG_RECIPE, debug_config
+from helpers.training import DEBUG_RECIPE, debug_config, kill_when_paused, wait_until_paused
 
 from sana_wm.cli import main
 from sana_wm.models import load_transformer
@@ -32,17 +31,6 @@ def _env() -> dict[str, str]:
 
 def _losses(out_dir: Path) -> list[float]:
     return [r["loss"] for r in read_metrics(out_dir)]
-
-
-def _wait_until_paused(proc: subprocess.Popen, markers: list[Path], timeout: float = 600.0) -> None:
-    """Wait until every marker file exists (the run has paused where the test wants it and waits there),
-    failing if ``proc`` ends first. ``timeout`` only guards against a hang: no wall-clock moment decides."""
-    deadline = time.monotonic() + timeout
-    while not all(marker.exists() for marker in markers):
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before it paused:\n{proc.communicate()[1][-3000:]}")
-        assert time.monotonic() < deadline, "the run did not pause"
-        time.sleep(0.01)
 
 
 # Each rank of a torchrun job runs the CLI (``sana_wm.cli.main`` with this script's arguments); after its
@@ -92,7 +80,7 @@ def test_two_processes_match_one_and_stop_on_sigterm(tmp_path):
     env = {**_env(), "PAUSED_MARKER": str(tmp_path / "paused_rank")}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_until_paused(proc, [tmp_path / "paused_rank0", tmp_path / "paused_rank1"])
+        wait_until_paused(proc, [tmp_path / "paused_rank0", tmp_path / "paused_rank1"])
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=90)
     finally:
@@ -194,12 +182,7 @@ def test_sigkill_then_resume_reproduces_the_losses(tmp_path):
     launch = [sys.executable, "-c", _CLI_PAUSED_IN_SECOND_SAVE, *args]
     env = {**_env(), "PAUSED_MARKER": str(tmp_path / "paused")}
     proc = subprocess.Popen(launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_until_paused(proc, [tmp_path / "paused"])
-    finally:
-        proc.kill()
-    proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    kill_when_paused(proc, tmp_path / "paused")
     # Killed inside step 6's save: step 3 is the only complete checkpoint, step 6's folder is on disk but
     # torn, and the log already holds steps 4-6, which the resumed run must replace.
     assert complete_checkpoints(out_dir) == [step_dir(out_dir, 3)]

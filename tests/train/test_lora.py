@@ -8,15 +8,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from helpers.training import DEBUG_RECIPE, debug_config
+from helpers.training import DEBUG_RECIPE, debug_config, kill_when_paused
 from safetensors.torch import save_file
 
 from sana_wm.cli import main
@@ -266,17 +264,7 @@ def test_sigkill_then_resume_reproduces_the_losses_and_two_processes_follow(tmp_
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 300  # only a guard against a hang
-        while not (tmp_path / "paused").exists():
-            if proc.poll() is not None:
-                raise AssertionError(f"the run ended before it paused:\n{proc.communicate()[1][-3000:]}")
-            assert time.monotonic() < deadline, "the run did not pause"
-            time.sleep(0.01)
-    finally:
-        proc.kill()
-    proc.communicate(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    kill_when_paused(proc, tmp_path / "paused", timeout=300)
     killed = tmp_path / "killed"
     assert complete_checkpoints(killed) == [step_dir(killed, 1)]  # step 2's is torn
 
